@@ -1,0 +1,111 @@
+"""Keras -> TFLite conversion of a window model, with its runtime card and a parity check.
+
+The exported graph takes ``frames[batch, context, 64]`` (batch is dynamic) and returns
+``stems[batch, out_frames, stems, 64]``: the output frames that lie ``lookahead_frames`` before
+the end of the window. Keys are SignatureDef names (``serving_default``: ``frames`` -> ``stems``).
+Quantisation: ``float16`` (weights stored as fp16; expanded at load on x86: smaller, not faster)
+or ``int8`` (dynamic-range int8 weights, float input and output: cuts weight bandwidth).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from rtsep.modelcard import expected_window, write_card
+
+QUANTIZE = ("none", "float16", "int8")
+SIGNATURE = {"key": "serving_default", "input": "frames", "output": "stems"}
+
+
+def window_model(model: Any, context_frames: int, out_frames: int, lookahead_frames: int) -> Any:
+    """Wrap a full-sequence model as the runtime's window model (dict output ``stems``)."""
+    import keras
+    from rtsep.models.unet import FRAME, SelectFrames
+
+    frames = keras.Input((context_frames, FRAME), name=SIGNATURE["input"])
+    y = model(frames, training=False)
+    stop = context_frames - lookahead_frames
+    out = SelectFrames(stop - out_frames, stop, name="select")(y)
+    return keras.Model(frames, {SIGNATURE["output"]: out}, name="window")
+
+
+def to_tflite(wrapped: Any, quantize: str = "none") -> bytes:
+    """Convert a window model to TFLite flatbuffer bytes."""
+    import tensorflow as tf
+
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    conv = tf.lite.TFLiteConverter.from_keras_model(wrapped)
+    if quantize == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights
+    return conv.convert()
+
+
+def sums_to_input(train_card: dict[str, Any]) -> bool:
+    """True when the architecture makes the stems add up to the input frame."""
+    cfg = train_card["config"]
+    softmax_seed = train_card["variant"] == "seed" and cfg.get("mask") == "softmax"
+    return bool(cfg.get("residual_last", False) or softmax_seed)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy", "rtsep"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: str | None = None,
+            quantize: str = "none", context_frames: int | None = None,
+            out_frames: int | None = None, lookahead_frames: int | None = None) -> Path:
+    """Convert a trained model to ``out`` (.tflite) and write the runtime card beside it.
+
+    Runtime geometry defaults to the training card's ``runtime`` section."""
+    out = Path(out)
+    rt = dict(train_card.get("runtime", {}))
+    context = context_frames or rt.get("context_frames", 64)
+    frames_out = out_frames or rt.get("out_frames", 1)
+    lookahead = lookahead_frames if lookahead_frames is not None else rt.get(
+        "lookahead_frames", 0)
+    wrapped = window_model(model, context, frames_out, lookahead)
+    data = to_tflite(wrapped, quantize)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    hop = int(train_card["hop"])
+    fields = {
+        "name": name or out.stem,
+        "variant": train_card["variant"],
+        "kind": "window",
+        "stems": list(train_card["stems"]),
+        "sample_rate": int(train_card["sample_rate"]),
+        "frame": 64,
+        "hop": hop,
+        "window": expected_window(hop),
+        "context_frames": context,
+        "out_frames": frames_out,
+        "lookahead_frames": lookahead,
+        "state": None,
+        "signature": SIGNATURE,
+        "quantize": quantize,
+        "sums_to_input": sums_to_input(train_card),
+        "architecture": {"variant": train_card["variant"], "config": train_card["config"]},
+        "description": train_card.get("description", ""),
+        "training": train_card.get("training", {}),
+        "validation": train_card.get("validation", {}),
+        "versions": versions(),
+    }
+    write_card(out, fields)
+    return out

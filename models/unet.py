@@ -1,0 +1,142 @@
+"""Keras U-Net architectures over a sequence of 64-sample frames.
+
+Every variant maps ``frames: float32[batch, T, 64]`` (T frames at hop H, see rtsep.framing) to
+``stems: float32[batch, T, stems, 64]``: one output frame per input frame and stem, which the
+engine multiplies by the synthesis window and overlap-adds. T must be a multiple of
+``2 ** len(filters)`` (each encoder level halves it).
+
+Variants (``VARIANTS``):
+- ``seed``: the seed design, faithful: the mask is computed from raw samples and multiplied with
+  the input frame (a per-sample time-domain mask).
+- ``fb``: the same U-Net behind a learned filterbank: a Dense(basis) + ReLU encoder per frame
+  (a Conv1D of kernel 64 at stride H over the signal), masks over the basis channels, and a
+  Dense(64) decoder shared by the stems. Gains frequency selectivity inside a frame.
+Both take ``mask="sigmoid"`` (independent masks, the seed) or ``"softmax"`` (normalised across
+stems). ``residual_last=True`` makes the last stem ``input - sum(other stems)`` so the stems add
+up to the input exactly (a transparent remix at 0 dB).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+FRAME = 64
+
+
+def _unet(x: Any, filters: tuple[int, ...], out_channels: int, kernel: int,
+          dropout: float, activation: str, name: str) -> Any:
+    """Encoder Conv1D(stride 2)+BN+LeakyReLU(0.2); decoder Conv1DTranspose+ReLU, Dropout after
+    the 1st and 3rd upsampling, Concatenate skips; last Conv1DTranspose to ``out_channels``.
+
+    x: [batch, T, C] -> [batch, T, out_channels]."""
+    skips = []
+    for i, f in enumerate(filters):
+        x = layers.Conv1D(f, kernel, strides=2, padding="same", name=f"{name}enc{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"{name}enc{i}_bn")(x)
+        x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}enc{i}_act")(x)
+        skips.append(x)
+    for i, (f, skip) in enumerate(zip(reversed(filters[:-1]), reversed(skips[:-1]))):
+        x = layers.Conv1DTranspose(f, kernel, strides=2, padding="same",
+                                   name=f"{name}dec{i}_conv")(x)
+        x = layers.ReLU(name=f"{name}dec{i}_act")(x)
+        if i in (0, 2) and dropout > 0:
+            x = layers.Dropout(dropout, name=f"{name}dec{i}_drop")(x)
+        x = layers.Concatenate(name=f"{name}dec{i}_skip")([x, skip])
+    return layers.Conv1DTranspose(out_channels, kernel, strides=2, padding="same",
+                                  activation=activation, name=f"{name}mask")(x)
+
+
+def _masks(raw: Any, stems: int, width: int, mask: str) -> Any:
+    """[batch, T, stems*width] -> [batch, T, stems, width], normalised if ``mask='softmax'``."""
+    m = layers.Reshape((-1, stems, width), name="masks")(raw)
+    if mask == "softmax":
+        m = layers.Softmax(axis=2, name="masks_softmax")(m)
+    return m
+
+
+@keras.saving.register_keras_serializable(package="rtsep")
+class ApplyMask(layers.Layer):
+    """masks [batch, T, stems, W] * features [batch, T, W] -> [batch, T, stems, W]."""
+
+    def call(self, masks: Any, features: Any) -> Any:
+        return masks * ops.expand_dims(features, 2)
+
+
+@keras.saving.register_keras_serializable(package="rtsep")
+class ResidualLast(layers.Layer):
+    """Replace the last stem by input minus the others, so the stems sum to the input.
+
+    frames [batch, T, 64], stems [batch, T, S, 64] -> [batch, T, S, 64]."""
+
+    def call(self, frames: Any, stems: Any) -> Any:
+        rest = frames - ops.sum(stems[:, :, :-1, :], axis=2)
+        return ops.concatenate([stems[:, :, :-1, :], ops.expand_dims(rest, 2)], axis=2)
+
+
+@keras.saving.register_keras_serializable(package="rtsep")
+class SelectFrames(layers.Layer):
+    """[batch, T, ...] -> [batch, stop - start, ...]: the frames a window model outputs."""
+
+    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x: Any) -> Any:
+        return x[:, self.start:self.stop]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+def _residual_last(frames: Any, out: Any) -> Any:
+    return ResidualLast(name="residual_last")(frames, out)
+
+
+def build_seed(stems: int = 3, context_frames: int | None = None,
+               filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512), kernel: int = 5,
+               dropout: float = 0.5, mask: str = "sigmoid",
+               residual_last: bool = False) -> keras.Model:
+    """The seed U-Net: masks from raw 64-sample frames, multiplied with the input frame."""
+    frames = keras.Input((context_frames, FRAME), name="frames")
+    act = "sigmoid" if mask == "sigmoid" else None
+    raw = _unet(frames, tuple(filters), FRAME * stems, kernel, dropout, act, "")
+    m = _masks(raw, stems, FRAME, mask)
+    out = ApplyMask(name="apply_mask")(m, frames)
+    if residual_last:
+        out = _residual_last(frames, out)
+    return keras.Model(frames, out, name="seed")
+
+
+def build_fb(stems: int = 3, context_frames: int | None = None,
+             filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512), kernel: int = 5,
+             dropout: float = 0.5, mask: str = "sigmoid", residual_last: bool = False,
+             basis: int = 256) -> keras.Model:
+    """The seed U-Net behind a learned filterbank (encoder basis channels, shared decoder)."""
+    frames = keras.Input((context_frames, FRAME), name="frames")
+    enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
+    act = "sigmoid" if mask == "sigmoid" else None
+    raw = _unet(enc, tuple(filters), basis * stems, kernel, dropout, act, "")
+    m = _masks(raw, stems, basis, mask)
+    masked = ApplyMask(name="apply_mask")(m, enc)
+    out = layers.Dense(FRAME, use_bias=False, name="fb_decoder")(masked)
+    if residual_last:
+        out = _residual_last(frames, out)
+    return keras.Model(frames, out, name="fb")
+
+
+VARIANTS = {"seed": build_seed, "fb": build_fb}
+
+
+def build(variant: str, **config: Any) -> keras.Model:
+    """Build a variant by name with its constructor arguments (kept in the model card)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[variant](**config)
+
+
+def levels_multiple(filters: tuple[int, ...]) -> int:
+    """T must be a multiple of this: every encoder level halves the sequence."""
+    return 2 ** len(filters)

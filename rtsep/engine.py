@@ -1,0 +1,219 @@
+"""The streaming separation engine: one ``Separator`` for file and live mode.
+
+Plugin-style contract (DESIGN.md section 2)::
+
+    sep = Separator.load("seed-openmsx")          # or a .tflite path, or None for the default
+    sep.prepare(44100, max_block=512, channels=2)  # allocates every buffer
+    out = sep.process(block)                       # block float32[frames, channels]
+    sep.process_into(block, out)                   # out float32[stems, frames, channels]
+    tail = sep.flush()                             # the last latency_samples of output
+    sep.reset()
+
+Output sample n is input sample n - latency_samples, for any block size (the first
+latency_samples outputs are silence). Samples flow: input ring (numba) -> every F hops one
+window of ``context`` frames per channel is gathered into the model's batch -> TFLite invoke ->
+the F output frames per stem are windowed and overlap-added into an output ring -> emitted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels, modelcard
+from .errors import ConfigError, ModelError
+from .framing import latency_terms, synthesis_window
+from .modelcard import ModelCard
+from .ring import RingBuffer, next_pow2
+from .runtime import WindowRunner
+
+MAX_CHANNELS = 8
+#: Windows per invoke for large blocks (file mode); small blocks invoke one window at a time.
+BULK_WINDOWS = 16
+
+
+class Separator:
+    """Separates audio into the model's stems, streaming, with a constant latency."""
+
+    def __init__(self, card: ModelCard, model_bytes: bytes, threads: int = 1) -> None:
+        self.card = card
+        self._bytes = model_bytes
+        self._threads = threads
+        self._prepared = False
+        # Fail on a broken graph now, before any audio is read.
+        WindowRunner(card, model_bytes, batch=1, threads=threads)
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, threads: int = 1) -> Separator:
+        """Load a shipped model by name, a .tflite path, or the default (None)."""
+        path = modelcard.resolve(model)
+        card = modelcard.read_card(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"{path}: cannot read model ({e.strerror})") from None
+        return cls(card, data, threads=threads)
+
+    # -- what the model is -------------------------------------------------------------
+    @property
+    def stems(self) -> tuple[str, ...]:
+        return self.card.stems
+
+    @property
+    def sample_rate(self) -> int:
+        return self.card.sample_rate
+
+    @property
+    def latency_terms(self) -> dict[str, int]:
+        """The algorithmic latency in samples, term by term (they add up)."""
+        c = self.card
+        return latency_terms(c.hop, c.lookahead_frames, c.out_frames, c.frame)
+
+    @property
+    def latency_samples(self) -> int:
+        return sum(self.latency_terms.values())
+
+    @property
+    def channels(self) -> int:
+        self._require_prepared()
+        return self._channels
+
+    @property
+    def max_block(self) -> int:
+        self._require_prepared()
+        return self._max_block
+
+    # -- the processor contract --------------------------------------------------------
+    def prepare(self, sample_rate: int, max_block: int, channels: int) -> Separator:
+        """Allocate every buffer for blocks of up to ``max_block`` frames of ``channels``."""
+        c = self.card
+        if sample_rate != c.sample_rate:
+            raise ConfigError(f"model {c.name} runs at {c.sample_rate} Hz, got {sample_rate} Hz "
+                              "(resample first)")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ConfigError(f"channels must be 1 to {MAX_CHANNELS}, got {channels}")
+        if max_block < 1:
+            raise ConfigError(f"max_block must be >= 1, got {max_block}")
+        hop, frame = c.hop, c.frame
+        self._channels, self._max_block = channels, max_block
+        self._advance = c.out_frames * hop  # new samples per window
+        self._window = synthesis_window(hop, frame)
+        self._in = RingBuffer(next_pow2(max_block + self._advance), channels)
+        self._fresh = np.zeros((self._advance, channels), dtype=np.float32)
+        self._hist = np.zeros((channels, (c.context_frames - 1) * hop + frame), np.float32)
+        windows_per_block = max_block // self._advance + 1
+        self._bulk = min(BULK_WINDOWS, windows_per_block)
+        self._runners = {1: WindowRunner(c, self._bytes, channels, self._threads)}
+        if self._bulk > 1:
+            self._runners[self._bulk] = WindowRunner(c, self._bytes, channels * self._bulk,
+                                                     self._threads)
+        span = self.latency_samples + max_block + 2 * frame + 2 * self._advance
+        self._ola = np.zeros((len(c.stems), channels, next_pow2(span)), dtype=np.float32)
+        self._flush_in = np.zeros((self.latency_samples, channels), dtype=np.float32)
+        self._first_frames = np.zeros(self._bulk, dtype=np.int64)
+        self._prepared = True
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """Forget all past input: the next sample is treated as the start of a stream."""
+        self._require_prepared()
+        self._in.reset()
+        self._hist[:] = 0.0
+        self._ola[:] = 0.0
+        self._received = 0  # input samples seen
+        self._windows = 0  # windows gathered so far
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Separate ``block`` float32[frames, channels] (float64 is converted) of any length;
+        returns a new array float32[stems, frames, channels]. Allocates: not for callbacks."""
+        self._require_prepared()
+        block = self._checked(block, convert=True)
+        out = np.empty((len(self.stems), block.shape[0], self._channels), dtype=np.float32)
+        for start in range(0, block.shape[0], self._max_block):
+            stop = min(start + self._max_block, block.shape[0])
+            self.process_into(block[start:stop], out[:, start:stop])
+        return out
+
+    def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Separate ``block`` float32[frames <= max_block, channels] into ``out``
+        float32[stems, frames, channels] (C-contiguous). Allocates nothing: for callbacks."""
+        n = block.shape[0]
+        if n > self._max_block:
+            raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
+        if out.shape[1] != n:
+            raise ConfigError(f"out has {out.shape[1]} frames, block has {n}")
+        if self._in.write(block) != n:  # cannot happen: capacity >= max_block + advance
+            raise RuntimeError("internal error: input ring overflow, please report")
+        self._run_due_windows()
+        kernels.emit(self._ola, self._received - self.latency_samples, out, n)
+        self._received += n
+
+    def flush(self) -> np.ndarray:
+        """Return the last ``latency_samples`` of output (feeds silence), then reset: the
+        separator is ready for a new stream."""
+        self._require_prepared()
+        out = np.empty((len(self.stems), self.latency_samples, self._channels), np.float32)
+        for start in range(0, self.latency_samples, self._max_block):
+            stop = min(start + self._max_block, self.latency_samples)
+            self.process_into(self._flush_in[start:stop], out[:, start:stop])
+        self.reset()
+        return out
+
+    # -- internals ---------------------------------------------------------------------
+    def _run_due_windows(self) -> None:
+        """Gather every window whose samples have all arrived, invoke in batches, overlap-add.
+
+        One due window (live blocks) uses the batch-of-one interpreter; more (file blocks) use
+        the bulk one, BULK_WINDOWS windows per invoke."""
+        c = self.card
+        due = self._in.read_available // self._advance
+        if due == 0:
+            return
+        runner = self._runners[self._bulk if due > 1 else 1]
+        per_invoke = runner.batch // self._channels
+        pending = 0
+        for _ in range(due):
+            self._in.read(self._fresh)
+            kernels.shift_in(self._hist, self._fresh, self._advance)
+            self._windows += 1
+            newest = self._windows * c.out_frames - 1  # global index of the newest frame
+            first = newest - c.lookahead_frames - c.out_frames + 1
+            if first + c.out_frames <= 0:
+                continue  # all its output frames lie before the stream: silence
+            view = runner.input_view()
+            kernels.gather_windows(self._hist, c.hop, view, pending * self._channels)
+            del view
+            self._first_frames[pending] = first
+            pending += 1
+            if pending == per_invoke:
+                self._invoke(runner, pending)
+                pending = 0
+        if pending:
+            self._invoke(runner, pending)
+
+    def _invoke(self, runner: WindowRunner, count: int) -> None:
+        runner.invoke()
+        y = runner.output_view()
+        for w in range(count):
+            kernels.overlap_add(y, w * self._channels, self._channels, int(self._first_frames[w]),
+                                self.card.hop, self._window, self._ola)
+        del y
+
+    def _checked(self, block: np.ndarray, convert: bool) -> np.ndarray:
+        if not isinstance(block, np.ndarray):
+            raise ConfigError(f"block must be a numpy array, got {type(block).__name__}")
+        if block.ndim != 2 or block.shape[1] != self._channels:
+            raise ConfigError(f"block must be float32[frames, {self._channels}] "
+                              f"(frames, channels), got shape {block.shape}")
+        if block.dtype == np.float64 and convert:
+            block = block.astype(np.float32)
+        if block.dtype != np.float32:
+            raise ConfigError(f"block must be float32 (or float64 for process()), "
+                              f"got {block.dtype}")
+        return np.ascontiguousarray(block)
+
+    def _require_prepared(self) -> None:
+        if not self._prepared:
+            raise ConfigError("call prepare(sample_rate, max_block, channels) first")
