@@ -23,6 +23,7 @@ SIGNATURE = {"key": "serving_default", "input": "frames", "output": "stems"}
 def window_model(model: Any, context_frames: int, out_frames: int, lookahead_frames: int) -> Any:
     """Wrap a full-sequence model as the runtime's window model (dict output ``stems``)."""
     import keras
+
     from rtsep.models.unet import FRAME, SelectFrames
 
     frames = keras.Input((context_frames, FRAME), name=SIGNATURE["input"])

@@ -69,6 +69,8 @@ class StemWriter:
         self.finals = [folder / f"{s}.{fmt}" for s in stems]
         self.parts = [p.with_name(p.name + ".part") for p in self.finals]
         self._files: list[sf.SoundFile] = []
+        self._folder = folder
+        self._created = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for p in self.parts:
@@ -103,4 +105,12 @@ class StemWriter:
             except Exception:  # noqa: BLE001 - cleanup must go on
                 pass
         for p in self.parts:
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                pass
+        if self._created:
+            try:
+                self._folder.rmdir()  # only if it is empty: never delete what we did not make
+            except OSError:
+                pass

@@ -45,8 +45,8 @@ def select_stems(available: Sequence[str], wanted: str | None) -> tuple[str, ...
     names = tuple(s.strip() for s in wanted.split(",") if s.strip())
     unknown = [s for s in names if s not in available]
     if unknown or not names:
-        raise ConfigError(f"unknown stem(s) {', '.join(unknown) or wanted!r}: this model has "
-                          f"{', '.join(available)}")
+        what = ", ".join(unknown) if unknown else repr(wanted)
+        raise ConfigError(f"unknown stem(s) {what}: this model has {', '.join(available)}")
     return names
 
 

@@ -1,0 +1,70 @@
+"""Real TFLite models built and converted by the tests (no mocks of the model)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+
+def make_model(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"), hop: int = 32,
+               context: int = 8, out_frames: int = 2, lookahead: int = 2,
+               filters: tuple[int, ...] = (4, 8), identity: bool = False,
+               variant: str = "seed", seed: int = 0, **config) -> Path:
+    """Build a small U-Net, convert it and write its card; returns the .tflite path.
+
+    ``identity``: the last layer's kernel is zero and its bias large, so every sigmoid mask is
+    exactly 1.0 in float32 and the model returns its input frames."""
+    import keras
+
+    from rtsep.convert.keras_to_tflite import convert
+    from rtsep.models.unet import build
+
+    keras.utils.set_random_seed(seed)
+    cfg = {"stems": len(stems), "filters": filters, **config}
+    model = build(variant, **cfg)
+    if identity:
+        last = model.get_layer("mask")
+        k, b = last.get_weights()
+        last.set_weights([np.zeros_like(k), np.full_like(b, 40.0)])
+    card = {"variant": variant, "config": {**cfg, "filters": list(filters)},
+            "stems": list(stems), "sample_rate": 44100, "hop": hop,
+            "description": f"test model {name}",
+            "runtime": {"context_frames": context, "out_frames": out_frames,
+                        "lookahead_frames": lookahead}}
+    return convert(model, card, tmp / f"{name}.tflite")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir: Path) -> Path:
+    """Two stems, hop 32, context 8, out_frames 2, lookahead 2 (latency 63+64+32 = 159)."""
+    return make_model(model_dir, "tiny")
+
+
+@pytest.fixture(scope="session")
+def identity_model(model_dir: Path) -> Path:
+    return make_model(model_dir, "identity", stems=("all",), identity=True, lookahead=1,
+                      out_frames=3)
+
+
+def music(seconds: float, channels: int = 2, rate: int = 44100, seed: int = 0) -> np.ndarray:
+    """A deterministic test signal with music's structure: a bass line, chords, clicks, noise.
+
+    float32[frames, channels]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    bass = 0.3 * np.sin(2 * np.pi * 55 * (1 + (t * 2).astype(int) % 3 / 4) * t)
+    chord = sum(0.08 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
+    clicks = (np.sin(2 * np.pi * 2 * t) > 0.995) * rng.normal(0, 0.5, t.size)
+    mono = bass + chord + clicks + 0.01 * rng.normal(size=t.size)
+    out = np.stack([mono * (0.8 + 0.2 * c) for c in range(channels)], axis=1)
+    return out.astype(np.float32)

@@ -1,0 +1,84 @@
+"""Keras -> TFLite: parity on shapes other than the traced one, quantisation, the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import music
+
+from rtsep.cli import main
+from rtsep.engine import Separator
+from rtsep.modelcard import read_card, sha256_of
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import keras
+
+    from rtsep.models.card import save_model
+    from rtsep.models.unet import build
+
+    keras.utils.set_random_seed(3)
+    cfg = {"stems": 3, "filters": [4, 8, 16], "mask": "softmax"}
+    model = build("seed", **cfg)
+    path = tmp_path_factory.mktemp("keras") / "m.keras"
+    card = {"variant": "seed", "config": cfg, "stems": ["drums", "bass", "other"],
+            "sample_rate": 44100, "hop": 32,
+            "runtime": {"context_frames": 16, "out_frames": 4, "lookahead_frames": 2}}
+    return save_model(model, path, card)
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
+def test_convert_cli_parity_and_card(tmp_path: Path, keras_model: Path, quantize: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / f"m_{quantize}.tflite"
+    assert main(["convert", str(keras_model), "-o", str(out), "--quantize", quantize]) == 0
+    printed = capsys.readouterr().out
+    assert f"parity ({quantize}): max relative error random" in printed and "ok" in printed
+    card = read_card(out)
+    assert (card.context_frames, card.out_frames, card.lookahead_frames) == (16, 4, 2)
+    assert card.stems == ("drums", "bass", "other") and card.sha256 == sha256_of(out)
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["quantize"] == quantize and raw["sums_to_input"] is True
+    assert "keras" in raw["versions"]
+
+
+def test_tflite_matches_keras_on_other_batches(tmp_path: Path, keras_model: Path) -> None:
+    from rtsep.convert.keras_to_tflite import convert, window_model
+    from rtsep.models.card import load_model
+    from rtsep.runtime import WindowRunner
+
+    model, card = load_model(keras_model)
+    out = convert(model, card, tmp_path / "p.tflite", context_frames=32, out_frames=8,
+                  lookahead_frames=8)
+    wrapped = window_model(model, 32, 8, 8)
+    rc = read_card(out)
+    rng = np.random.default_rng(0)
+    for batch in (1, 2, 7):
+        x = rng.normal(0, 0.3, (batch, 32, 64)).astype(np.float32)
+        got = WindowRunner(rc, out.read_bytes(), batch, 1).run(x)
+        ref = np.asarray(wrapped(x)["stems"])
+        assert got.shape == (batch, 8, 3, 64)
+        assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
+def test_softmax_seed_stems_sum_to_input(tmp_path: Path, keras_model: Path) -> None:
+    out = tmp_path / "s.tflite"
+    assert main(["convert", str(keras_model), "-o", str(out)]) == 0
+    x = music(0.3, 2)
+    sep = Separator.load(out).prepare(44100, 1024, 2)
+    y = np.concatenate([sep.process(x), sep.flush()], axis=1)[:, sep.latency_samples:]
+    assert np.abs(y.sum(axis=0) - x).max() <= 1e-4
+
+
+def test_convert_errors(tmp_path: Path, keras_model: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(tmp_path / "none.keras"), "-o", str(tmp_path / "x.tflite")]) == 1
+    assert "Keras model not found" in capsys.readouterr().err
+    lonely = tmp_path / "lonely.keras"
+    lonely.write_bytes(keras_model.read_bytes())
+    assert main(["convert", str(lonely), "-o", str(tmp_path / "x.tflite")]) == 1
+    assert "training card lonely.json not found" in capsys.readouterr().err
