@@ -1,0 +1,276 @@
+"""``rtsep train``: train a U-Net variant on rendered stems or MUSDB18-HQ, resumably.
+
+Training matches run time: every example is one model window (``context`` frames of 64 samples
+at hop H, the exact input the engine feeds), and the loss is the mean absolute error of the
+overlap-added stems (synthesis window included) over the window's fully covered samples.
+Batches stream from disk (``ExcerptSampler``: random excerpts, stems remixed across songs, random
+gains, random channel) in a background thread. Every epoch: a checkpoint (model + optimizer,
+``--resume`` continues from it), validation loss on fixed validation windows, ``history.json``,
+``loss.png``; the best epoch is kept as ``model.keras`` with its card. ``--hours`` stops cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtsep.errors import ConfigError, RtsepError
+from rtsep.framing import FRAME, synthesis_window
+
+from .card import save_model
+from .data.excerpts import ExcerptSampler
+from .data.musdb import DataLayoutError, common_stems, load_tracks
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # The seed, faithful: raw-sample masks, MAE, Adam 1e-3.
+    "seed": {"variant": "seed", "config": {"mask": "sigmoid"}},
+    # Learned filterbank; last stem = input - others, so the stems always add up to the input.
+    "fb": {"variant": "fb", "config": {"mask": "sigmoid", "residual_last": True,
+                                        "basis": 256}},
+}
+
+
+def parse_data(spec: str) -> tuple[Path, str, str]:
+    """``DIR`` (rendered: train/valid) or ``musdb:PATH`` (train/test)."""
+    if spec.startswith("musdb:"):
+        return Path(spec[len("musdb:"):]), "train", "test"
+    return Path(spec), "train", "valid"
+
+
+def window_samples(context: int, hop: int) -> int:
+    return (context - 1) * hop + FRAME
+
+
+def ola_loss_fn(hop: int, context: int) -> Any:
+    """MAE between overlap-added estimate and target stems over fully covered samples.
+
+    est [batch, T, stems, 64] (model output), target [batch, stems, samples]."""
+    import tensorflow as tf
+
+    w = tf.constant(synthesis_window(hop))
+    lo, hi = FRAME - hop, window_samples(context, hop) - (FRAME - hop)
+
+    def loss(target: Any, est: Any) -> Any:
+        frames = tf.transpose(est, [0, 2, 1, 3]) * w  # [batch, stems, T, 64]
+        y = tf.signal.overlap_and_add(frames, hop)
+        return tf.reduce_mean(tf.abs(y[..., lo:hi] - target[..., lo:hi]))
+
+    return loss
+
+
+def frames_of(mix: Any, hop: int) -> Any:
+    import tensorflow as tf
+
+    return tf.signal.frame(mix, FRAME, hop)  # [batch, T, 64]
+
+
+class Prefetcher:
+    """Draws batches from the sampler in a thread, so disk reads overlap training steps."""
+
+    def __init__(self, sampler: ExcerptSampler, batch: int, depth: int = 4) -> None:
+        self._q: queue.Queue = queue.Queue(depth)
+        self._sampler, self._batch = sampler, batch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._sampler.sample(self._batch)
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._q.get()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean absolute error")
+    ax.set_title("rtsep training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run (or resume) training into ``args.out``; returns the best model's path."""
+    import keras
+    import tensorflow as tf
+
+    from .unet import build, levels_multiple
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.json"
+    if state_path.exists() and not args.resume:
+        raise ConfigError(f"{out} holds a training run already: add --resume to continue it, "
+                          "or choose another --out")
+    root, train_subset, val_subset = parse_data(args.data)
+    try:
+        train_tracks = load_tracks(root, train_subset)
+        val_tracks = load_tracks(root, val_subset)
+    except DataLayoutError as e:
+        raise ConfigError(str(e)) from None
+    stems = tuple(args.stems.split(",")) if args.stems else common_stems(train_tracks)
+    recipe = RECIPES[args.variant]
+    config = {**recipe["config"], "stems": len(stems)}
+    if args.filters:
+        config["filters"] = [int(f) for f in args.filters.split(",")]
+    if args.config:
+        config.update(json.loads(args.config))
+    context = args.context_frames
+    filters = tuple(config.get("filters", (16, 32, 64, 128, 256, 512)))
+    if context % levels_multiple(filters):
+        raise ConfigError(f"--context-frames must be a multiple of {levels_multiple(filters)}")
+    length = window_samples(context, args.hop)
+
+    keras.utils.set_random_seed(args.seed)
+    model = build(recipe["variant"], **config)
+    optimizer = keras.optimizers.Adam(args.lr)
+    loss_fn = ola_loss_fn(args.hop, context)
+    hop = args.hop
+
+    @tf.function(reduce_retracing=True)
+    def train_step(mix: Any, target: Any) -> Any:
+        with tf.GradientTape() as tape:
+            est = model(frames_of(mix, hop), training=True)
+            loss = loss_fn(target, est)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(mix: Any, target: Any) -> Any:
+        return loss_fn(target, model(frames_of(mix, hop), training=False))
+
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=2)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "best_val": None, "seconds": 0.0,
+                             "steps": 0}
+    if args.resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        print(f"resumed {out} at epoch {state['epoch']} ({state['steps']} steps, "
+              f"{state['seconds'] / 3600:.2f} h)")
+
+    val_sampler = ExcerptSampler(val_tracks, stems, length, seed=1234, gain_range=(1.0, 1.0),
+                                 remix_probability=0.0)
+    val_mix, val_stems = val_sampler.sample(args.val_windows)
+    val_sampler.close()
+    sampler = ExcerptSampler(train_tracks, stems, length, seed=args.seed + state["epoch"])
+    fetch = Prefetcher(sampler, args.batch)
+    card_base = {
+        "variant": recipe["variant"], "config": config, "stems": list(stems),
+        "sample_rate": 44100, "hop": hop,
+        "runtime": {"context_frames": context, "out_frames": args.out_frames,
+                    "lookahead_frames": args.lookahead_frames},
+        "training": {
+            "data": str(args.data), "train_songs": len(train_tracks),
+            "valid_songs": [t.name for t in val_tracks], "recipe": {
+                "loss": "MAE of overlap-added stems", "optimizer": "Adam", "lr": args.lr,
+                "batch": args.batch, "window_samples": length,
+                "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
+                                "channel; MIDI-level augmentation in the rendered data"},
+            "command": " ".join(sys.argv),
+        },
+    }
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    try:
+        while state["epoch"] < args.epochs:
+            t0 = time.time()
+            losses = []
+            for _ in range(args.steps_per_epoch):
+                mix, target = fetch.get()
+                losses.append(float(train_step(mix, target)))
+            val = float(np.mean([float(eval_step(val_mix[i:i + 64], val_stems[i:i + 64]))
+                                 for i in range(0, len(val_mix), 64)]))
+            state["epoch"] += 1
+            state["steps"] += args.steps_per_epoch
+            state["seconds"] += time.time() - t0
+            entry = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)),
+                     "val_loss": val, "seconds": round(state["seconds"], 1)}
+            state["history"].append(entry)
+            manager.save(checkpoint_number=state["epoch"])
+            if state["best_val"] is None or val < state["best_val"]:
+                state["best_val"] = val
+                card = dict(card_base)
+                card["training"] = {**card_base["training"], "epochs": state["epoch"],
+                                    "steps": state["steps"],
+                                    "cpu_hours": round(state["seconds"] / 3600, 2),
+                                    "val_loss": val}
+                save_model(model, out / "model.keras", card)
+            tmp = state_path.with_name("state.part.json")
+            tmp.write_text(json.dumps(state, indent=1))
+            tmp.replace(state_path)
+            plot_history(state["history"], out / "loss.png")
+            print(f"epoch {state['epoch']}: train {entry['train_loss']:.5f} "
+                  f"val {val:.5f} ({time.time() - t0:.0f} s)", flush=True)
+            if deadline and time.time() > deadline:
+                print("time budget reached; resume with --resume")
+                break
+    finally:
+        fetch.close()
+    return out / "model.keras"
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="rendered data folder, or musdb:PATH")
+    p.add_argument("--variant", choices=sorted(RECIPES), default="seed")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--steps-per-epoch", type=int, default=500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hop", type=int, default=32)
+    p.add_argument("--context-frames", type=int, default=64)
+    p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")
+    p.add_argument("--lookahead-frames", type=int, default=8)
+    p.add_argument("--stems", default=None, help="comma-separated (default: all in the data)")
+    p.add_argument("--filters", default=None, help="comma-separated encoder widths")
+    p.add_argument("--config", default=None, help="extra constructor arguments as JSON")
+    p.add_argument("--val-windows", type=int, default=512)
+    p.add_argument("--hours", type=float, default=None, help="stop after this much time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default all)")
+    p.add_argument("--resume", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        path = train(args)
+    except RtsepError:
+        raise
+    print(f"best model: {path}")
+    return 0
