@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import MissingExtraError, RtsepError
+from .errors import ConfigError, MissingExtraError, RtsepError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -57,6 +57,53 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return run_convert(args)
 
 
+def _needs_tf(exc: ImportError) -> MissingExtraError:
+    return MissingExtraError(f"this command needs the training extra ({exc.name} missing): "
+                             "pip install 'rtsep[train]'")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a U-Net variant (needs [train])")
+    try:
+        from rtsep.models.train import add_train_arguments
+    except ImportError:
+        p.set_defaults(func=lambda a: (_ for _ in ()).throw(
+            MissingExtraError("training needs the training extra: pip install 'rtsep[train]'")))
+        return
+    add_train_arguments(p)
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            from rtsep.models.train import run_train
+        except ImportError as e:
+            raise _needs_tf(e) from None
+        return run_train(args)
+
+    p.set_defaults(func=run)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="training data: render stems from General MIDI")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    r = dsub.add_parser("render", help="render per-stem audio with fluidsynth")
+    try:
+        from rtsep.models.data.render import add_render_arguments
+    except ImportError as e:
+        r.set_defaults(func=lambda a, e=e: (_ for _ in ()).throw(_needs_tf(e)))
+        return
+    add_render_arguments(r)
+
+    def run(args: argparse.Namespace) -> int:
+        from rtsep.models.data.render import RenderError, run_render
+
+        try:
+            return run_render(args)
+        except RenderError as e:
+            raise ConfigError(str(e)) from None
+
+    r.set_defaults(func=run)
+
+
 def _add_file(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("file", help="separate audio files into stem files")
     p.add_argument("songs", nargs="+", metavar="SONG", help="audio files (wav, flac, ogg...)")
@@ -90,8 +137,83 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_convert)
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    def _cmd_eval(args: argparse.Namespace) -> int:
+        from .evaluate import run_eval
+
+        return run_eval(args)
+
+    p = sub.add_parser("eval", help="SDR per stem on held-out songs, beside the constant-gain "
+                       "floor, the mixture and an oracle mask")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+                   "(default: the default shipped model)")
+    p.add_argument("--data", required=True, metavar="DIR|musdb:PATH",
+                   help="rendered data folder (rtsep data render) or musdb:PATH (MUSDB18-HQ)")
+    p.add_argument("--subset", choices=("valid", "test", "train"), default=None,
+                   help="default: valid for rendered data, test for musdb")
+    p.add_argument("--songs", default=None, help="comma-separated song names (default all)")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write all results as JSON")
+    p.add_argument("--plot", default=None, metavar="OUT.png",
+                   help="write bars per stem and an excerpt's spectrograms (needs matplotlib)")
+    p.add_argument("--bss", action="store_true",
+                   help="also BSSEval v4 SDR of the model (needs museval; minutes per song)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="only the first S seconds of every song (quick runs)")
+    p.add_argument("--threads", type=int, default=2, help="TFLite threads (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _add_live(sub: argparse._SubParsersAction) -> None:
+    def _cmd_live(args: argparse.Namespace) -> int:
+        from .live import LiveOptions, run_live
+
+        return run_live(LiveOptions(
+            inp=args.inp, out=args.out, model=args.model, solo=args.solo, mute=args.mute,
+            gains=args.gain, record=args.record, duration=args.duration, block=args.block,
+            latency=args.latency, verbose=args.verbose))
+
+    p = sub.add_parser("live", help="separate live audio (or a file played as if live) and "
+                       "play a remix of the stems")
+    p.add_argument("--in", dest="inp", default="mic", metavar="DEVICE|FILE",
+                   help="mic (default input), a device number or name substring, or an audio "
+                   "file played as if live (default: mic)")
+    p.add_argument("--out", default="speakers", metavar="DEVICE",
+                   help="speakers (default output), a device number or name substring")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path")
+    p.add_argument("--solo", action="append", default=[], metavar="STEM",
+                   help="play only this stem (repeatable)")
+    p.add_argument("--mute", action="append", default=[], metavar="STEM",
+                   help="silence this stem (repeatable)")
+    p.add_argument("--gain", action="append", default=[], metavar="STEM=DB",
+                   help="stem gain in dB, e.g. bass=-6 (repeatable)")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="also write input.wav and one float WAV per stem to DIR")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: end of the file, or q / Ctrl-C)")
+    p.add_argument("--block", type=int, default=None, metavar="N",
+                   help="frames per audio callback (default: the model's out_frames x hop)")
+    p.add_argument("--latency", default="low", metavar="low|high|SECONDS",
+                   help="device buffering asked of PortAudio (default low)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="latency terms, device latencies and callback timing")
+    p.set_defaults(func=_cmd_live)
+
+
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    def _cmd_devices(args: argparse.Namespace) -> int:
+        from .devices import describe
+
+        print(describe())
+        return 0
+
+    p = sub.add_parser("devices", help="list audio devices and host APIs (for rtsep live)")
+    p.set_defaults(func=_cmd_devices)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_file, _add_models, _add_convert]
+    _add_file, _add_models, _add_convert, _add_train, _add_data,
+    _add_eval, _add_live, _add_devices]
 
 
 def build_parser() -> argparse.ArgumentParser:

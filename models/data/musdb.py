@@ -13,12 +13,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtsep.errors import ConfigError
+
 MUSDB_STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 SUBSETS: tuple[str, ...] = ("train", "test", "valid")
 MANIFEST = "manifest.json"
 
 
-class DataLayoutError(Exception):
+class DataLayoutError(ConfigError):
     """The folder does not have the expected layout (the message says what was expected)."""
 
 
