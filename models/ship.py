@@ -1,0 +1,114 @@
+"""Ship a trained run: convert, check parity, evaluate through the streaming engine, write the
+card (JSON beside the .tflite, and a human-readable ``<name>.md``) into ``models/shipped/``.
+
+    python -m rtsep.models.ship RUN_DIR --name NAME [--out-frames F] [--lookahead-frames L]
+
+Every number in the card is measured here, on the validation songs, with the command recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from rtsep.convert.cli import example_audio
+from rtsep.convert.keras_to_tflite import convert, window_model
+from rtsep.convert.parity import check
+from rtsep.evaluate import evaluate, format_table, write_json, write_plot
+from rtsep.modelcard import read_card, write_card
+
+from .card import load_model
+
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+
+
+def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
+    t = card["training"]
+    lat = card["latency_samples"]
+    return f"""# {card['name']}
+
+{card.get('description', '')}
+
+- **Variant**: `{card['variant']}`, config `{json.dumps(card['architecture']['config'])}`
+- **Stems**: {', '.join(card['stems'])}; {card['sample_rate']} Hz; frames of 64 at hop
+  {card['hop']}; window model with {card['context_frames']} frames of context,
+  {card['out_frames']} output frames per invoke, {card['lookahead_frames']} frames of lookahead
+- **Algorithmic latency**: {lat} samples = {lat / card['sample_rate'] * 1000:.1f} ms
+  (63 + lookahead x hop + (out_frames - 1) x hop)
+- **Stems add up to the input**: {card['sums_to_input']}
+- **Training data**: `{t.get('data')}` ({t.get('train_songs')} training song versions; validation
+  songs {', '.join(t.get('valid_songs', []))}; see models/data/DATA.md)
+- **Recipe**: {json.dumps(t.get('recipe', {}))}
+- **Cost**: {t.get('epochs')} epochs, {t.get('steps')} steps, {t.get('cpu_hours')} hours of
+  training on a 2-core machine (one TensorFlow thread)
+- **Training command**: `{t.get('command')}`
+- **File**: {card.get('quantize', 'none')} weights, sha256 `{card['sha256']}`
+
+## Validation (through the streaming engine, the samples `rtsep file` writes)
+
+```
+{table}
+```
+
+Measured with `{eval_cmd}`; shipped with `{ship_cmd}`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rtsep.models.ship")
+    p.add_argument("run", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--description", default="")
+    p.add_argument("--data", default="/work/data/openmsx")
+    p.add_argument("--out-frames", type=int, default=None)
+    p.add_argument("--lookahead-frames", type=int, default=None)
+    p.add_argument("--quantize", default="none")
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--dest", type=Path, default=SHIPPED)
+    args = p.parse_args(argv)
+    model, tcard = load_model(args.run / "model.keras")
+    if args.description:
+        tcard["description"] = args.description
+    args.dest.mkdir(parents=True, exist_ok=True)
+    out = convert(model, tcard, args.dest / f"{args.name}.tflite", name=args.name,
+                  quantize=args.quantize, out_frames=args.out_frames,
+                  lookahead_frames=args.lookahead_frames)
+    rc = read_card(out)
+    report = check(window_model(model, rc.context_frames, rc.out_frames, rc.lookahead_frames),
+                   out, example_audio(), args.quantize)
+    print(report.line())
+    if not report.ok:
+        return 1
+    ev = evaluate(out, args.data, max_seconds=args.max_seconds, threads=2)
+    eval_cmd = (f"rtsep eval -m {args.name} --data {args.data}"
+                + (f" --max-seconds {args.max_seconds:g}" if args.max_seconds else ""))
+    ev.command = eval_cmd
+    table = format_table(ev)
+    print(table)
+    report_dir = args.run / f"eval-{args.name}"
+    report_dir.mkdir(exist_ok=True)
+    write_json(ev, report_dir / "eval.json")
+    write_plot(ev, report_dir / "eval.png")
+    shutil.copy(report_dir / "eval.png", args.dest / f"{args.name}.eval.png")
+    shutil.copy(args.run / "loss.png", args.dest / f"{args.name}.loss.png")
+    raw = dict(rc.raw)
+    ej = ev.to_json()
+    raw["validation"] = {"command": eval_cmd, "songs": list(ej["songs"]),
+                         "sdr_db": ej["sdr_db"], "sdr_over_floor_db": ej["sdr_over_floor_db"],
+                         "means": ej["means"], "parity": report.line()}
+    raw.pop("sha256")
+    raw.pop("format")
+    write_card(out, raw)
+    card = json.loads(out.with_suffix(".json").read_text())
+    card["latency_samples"] = 63 + (rc.lookahead_frames + rc.out_frames - 1) * rc.hop
+    ship_cmd = "python -m rtsep.models.ship " + " ".join(argv or sys.argv[1:])
+    (args.dest / f"{args.name}.md").write_text(card_markdown(card, table, eval_cmd, ship_cmd))
+    print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
