@@ -41,9 +41,12 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Path) -> None:
+@pytest.mark.parametrize("loss", ["mae", "sdr"])
+def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Path,
+                                                   loss: str) -> None:
     run = tmp_path / "run"
     common = ["train", "--data", str(tiny_data), "--variant", "fb", "--out", str(run),
+              "--loss", loss,
               "--filters", "8,16", "--context-frames", "16", "--out-frames", "2",
               "--lookahead-frames", "2", "--batch", "8", "--steps-per-epoch", "30",
               "--val-windows", "32", "--config", '{"basis": 32}', "--threads", "1"]
