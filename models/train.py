@@ -35,6 +35,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Learned filterbank; last stem = input - others, so the stems always add up to the input.
     "fb": {"variant": "fb", "config": {"mask": "sigmoid", "residual_last": True,
                                         "basis": 256}},
+    # The same with a causal analysis window of 8 frames (288 samples) per basis channel.
+    "fbc": {"variant": "fb", "config": {"mask": "sigmoid", "residual_last": True,
+                                         "basis": 256, "analysis_frames": 8}},
 }
 
 

@@ -113,10 +113,18 @@ def build_seed(stems: int = 3, context_frames: int | None = None,
 def build_fb(stems: int = 3, context_frames: int | None = None,
              filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512), kernel: int = 5,
              dropout: float = 0.5, mask: str = "sigmoid", residual_last: bool = False,
-             basis: int = 256) -> keras.Model:
-    """The seed U-Net behind a learned filterbank (encoder basis channels, shared decoder)."""
+             basis: int = 256, analysis_frames: int = 1) -> keras.Model:
+    """The seed U-Net behind a learned filterbank (encoder basis channels, shared decoder).
+
+    ``analysis_frames`` > 1 makes the encoder a causal convolution over the current and the
+    previous frames: a longer analysis window (frequency resolution for bass, whose periods
+    are 400-1100 samples) at no cost in latency, since it only looks into the past."""
     frames = keras.Input((context_frames, FRAME), name="frames")
-    enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
+    if analysis_frames > 1:
+        enc = layers.Conv1D(basis, analysis_frames, padding="causal", activation="relu",
+                            name="fb_encoder")(frames)
+    else:
+        enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
     act = "sigmoid" if mask == "sigmoid" else None
     raw = _unet(enc, tuple(filters), basis * stems, kernel, dropout, act, "")
     m = _masks(raw, stems, basis, mask)
