@@ -9,6 +9,8 @@ or ``int8`` (dynamic-range int8 weights, float input and output: cuts weight ban
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 from pathlib import Path
@@ -45,7 +47,9 @@ def to_tflite(wrapped: Any, quantize: str = "none") -> bytes:
         conv.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: int8 weights
-    return conv.convert()
+    # Keras prints its whole SavedModel signature listing while exporting: keep stdout clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return conv.convert()
 
 
 def sums_to_input(train_card: dict[str, Any]) -> bool:

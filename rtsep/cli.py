@@ -211,9 +211,29 @@ def _add_devices(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_devices)
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    def _cmd_bench(args: argparse.Namespace) -> int:
+        from .bench import cmd_bench
+
+        return cmd_bench(args)
+
+    p = sub.add_parser("bench", help="measure latency and CPU cost on this machine")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path")
+    p.add_argument("--block", type=int, default=64, help="live block size (default 64)")
+    p.add_argument("--threads", type=int, default=1, help="TFLite threads (default 1)")
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds of music to time")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="histogram of per-block compute times against the deadline")
+    p.add_argument("--no-file", action="store_true", help="skip the 60 s file-mode run")
+    p.add_argument("--live", action="store_true",
+                   help="also measure a round trip through a running JACK server")
+    p.set_defaults(func=_cmd_bench)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_file, _add_models, _add_convert, _add_train, _add_data,
-    _add_eval, _add_live, _add_devices]
+    _add_eval, _add_live, _add_devices, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

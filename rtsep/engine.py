@@ -102,7 +102,9 @@ class Separator:
         self._in = RingBuffer(next_pow2(max_block + self._advance), channels)
         self._fresh = np.zeros((self._advance, channels), dtype=np.float32)
         self._hist = np.zeros((channels, (c.context_frames - 1) * hop + frame), np.float32)
-        windows_per_block = max_block // self._advance + 1
+        # At most ceil(max_block / advance) windows fall due in one call (fewer than `advance`
+        # samples wait in the ring between calls); a larger batch would compute empty slots.
+        windows_per_block = -(-max_block // self._advance)
         self._bulk = min(BULK_WINDOWS, windows_per_block)
         self._runners = {1: WindowRunner(c, self._bytes, channels, self._threads)}
         if self._bulk > 1:

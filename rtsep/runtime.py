@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ModelError
 from .modelcard import ModelCard
+from .stdio import quiet_stderr
 
 
 def _interpreter_class() -> Any:
@@ -44,7 +45,8 @@ class WindowRunner:
     def __init__(self, card: ModelCard, model_bytes: bytes, batch: int, threads: int) -> None:
         interp_cls = _interpreter_class()
         try:
-            self._interp = interp_cls(model_content=model_bytes, num_threads=threads)
+            with quiet_stderr():  # LiteRT prints "Created XNNPACK delegate" on every load
+                self._interp = interp_cls(model_content=model_bytes, num_threads=threads)
             sigs = self._interp.get_signature_list()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{card.path.name}: not a valid TFLite model "
