@@ -149,8 +149,11 @@ def train(args: argparse.Namespace) -> Path:
     from .unet import build, levels_multiple
 
     if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        except RuntimeError:  # TensorFlow already started in this process: keep its setting
+            print("note: --threads ignored (TensorFlow already initialised in this process)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "state.json"
