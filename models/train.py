@@ -228,7 +228,7 @@ def train(args: argparse.Namespace) -> Path:
                 "batch": args.batch, "window_samples": length,
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
-            "command": " ".join(sys.argv),
+            "command": "rtsep " + " ".join(sys.argv[1:]),
         },
     }
     deadline = time.time() + args.hours * 3600 if args.hours else None

@@ -73,7 +73,8 @@ class WindowRunner:
         self.batch = batch
         try:
             self._interp.resize_tensor_input(self._in_index, [batch, *want_in])
-            self._interp.allocate_tensors()
+            with quiet_stderr():  # the XNNPACK delegate is applied (and announced) here
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{card.path.name}: cannot run with batch {batch} "
                              f"({str(e).splitlines()[0]})") from None
