@@ -17,8 +17,11 @@ With a file as input the callback reads block after block from memory, so what i
 and recorded does not depend on the device's timing (a missed cycle delays it, never changes
 it). A device whose rate differs from the model's is refused with the rate to set: resampling
 in the callback would allocate and vary the block length (a file input is resampled up front).
-The default block is the model's advance (out_frames x hop): one model invoke per callback,
-so the compute is spread evenly over the blocks.
+The default block is 64 frames (DEFAULT_BLOCK), the period a low-latency JACK server runs at.
+A larger block does not buy time on JACK: PortAudio runs the callback for a block of B frames
+inside one server period, so the real deadline stays one period (measured with
+``rtsep bench --live``). The model is invoked in one callback out of out_frames*hop/64; that
+callback's compute is what must fit in the period, and late blocks count exactly that.
 """
 
 from __future__ import annotations
@@ -321,6 +324,9 @@ class LiveOptions:
     verbose: bool = False
 
 
+DEFAULT_BLOCK = 64
+
+
 def is_file_spec(spec: str) -> bool:
     """Whether ``--in`` names a file rather than a device: an existing file, or something
     that looks like a path (a separator or an audio suffix) so a missing file is reported
@@ -442,7 +448,7 @@ def run_live(opts: LiveOptions) -> int:
     gains = dict(parse_gain(g, stems) for g in opts.gains)
     remix = Remix(stems, rate, solo=opts.solo, mute=opts.mute, gains_db=gains)
     advance = sep.card.out_frames * sep.card.hop
-    block = opts.block if opts.block is not None else advance
+    block = opts.block if opts.block is not None else DEFAULT_BLOCK
     if not 1 <= block <= MAX_BLOCK:
         raise ConfigError(f"--block must be 1 to {MAX_BLOCK} frames, got {block}")
 
