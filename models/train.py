@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rtsep.errors import ConfigError, RtsepError
+from rtsep.errors import ConfigError
 from rtsep.framing import FRAME, synthesis_window
 
 from .card import save_model
@@ -292,12 +292,32 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default all)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--eval-seconds", type=float, default=None,
+                   help="at the end, score the best model on the first S seconds of every "
+                        "validation song (default: whole songs; 0: skip)")
+
+
+def final_eval(run: Path, data: str, max_seconds: float | None) -> Path:
+    """Convert the best model and score it on the validation songs through the streaming
+    engine (the samples ``rtsep file`` would write); writes ``eval.json`` and ``eval.png``."""
+    from rtsep.convert.keras_to_tflite import convert
+    from rtsep.evaluate import evaluate, format_table, write_json, write_plot
+
+    from .card import load_model
+
+    model, card = load_model(run / "model.keras")
+    tflite = convert(model, card, run / "model.tflite", name=run.name)
+    ev = evaluate(tflite, data, max_seconds=max_seconds, threads=2, progress=False)
+    ev.command = (f"rtsep eval -m {tflite} --data {data}"
+                  + (f" --max-seconds {max_seconds:g}" if max_seconds else ""))
+    print(format_table(ev))
+    write_plot(ev, run / "eval.png")
+    return write_json(ev, run / "eval.json")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    try:
-        path = train(args)
-    except RtsepError:
-        raise
+    path = train(args)
     print(f"best model: {path}")
+    if args.eval_seconds != 0:
+        final_eval(path.parent, args.data, args.eval_seconds)
     return 0

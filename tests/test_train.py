@@ -50,7 +50,10 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
               "--filters", "8,16", "--context-frames", "16", "--out-frames", "2",
               "--lookahead-frames", "2", "--batch", "8", "--steps-per-epoch", "30",
               "--val-windows", "32", "--config", '{"basis": 32}', "--threads", "1"]
-    assert main([*common, "--epochs", "2"]) == 0
+    assert main([*common, "--epochs", "2", "--eval-seconds", "1"]) == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["sdr_db"]) == {"drums", "bass", "other", "mean"}
+    assert (run / "eval.png").is_file() and (run / "model.tflite").is_file()
     state = json.loads((run / "state.json").read_text())
     hist = state["history"]
     assert [h["epoch"] for h in hist] == [1, 2]
@@ -63,8 +66,8 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
     assert card["training"]["epochs"] in (1, 2)
 
     # Without --resume an existing run is refused; with it, training continues at epoch 3.
-    assert main([*common, "--epochs", "3"]) == 1
-    assert main([*common, "--epochs", "3", "--resume"]) == 0
+    assert main([*common, "--epochs", "3", "--eval-seconds", "0"]) == 1
+    assert main([*common, "--epochs", "3", "--resume", "--eval-seconds", "0"]) == 0
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
