@@ -201,10 +201,14 @@ def train(args: argparse.Namespace) -> Path:
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
     manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=2)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val": None, "seconds": 0.0,
-                             "steps": 0}
+                             "steps": 0, "lr_schedule": [[0, args.lr]]}
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
         ckpt.restore(manager.latest_checkpoint).expect_partial()
+        optimizer.learning_rate.assign(args.lr)  # --lr on resume: a lower rate to fine-tune
+        schedule = state.setdefault("lr_schedule", [])
+        if not schedule or schedule[-1][1] != args.lr:
+            schedule.append([state["epoch"], args.lr])
         print(f"resumed {out} at epoch {state['epoch']} ({state['steps']} steps, "
               f"{state['seconds'] / 3600:.2f} h)")
 
@@ -224,7 +228,7 @@ def train(args: argparse.Namespace) -> Path:
             "valid_songs": [t.name for t in val_tracks], "recipe": {
                 "loss": {"mae": "MAE of overlap-added stems",
                          "sdr": "minus SDR per stem of overlap-added stems"}[args.loss],
-                "optimizer": "Adam", "lr": args.lr,
+                "optimizer": "Adam", "lr_schedule": state.get("lr_schedule", [[0, args.lr]]),
                 "batch": args.batch, "window_samples": length,
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
