@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from rtsep.convert.cli import example_audio
 from rtsep.convert.keras_to_tflite import convert, window_model
@@ -57,6 +58,24 @@ Measured with `{eval_cmd}`; shipped with `{ship_cmd}`.
 """
 
 
+def latest_checkpoint(run: Path, model: Any, tcard: dict) -> tuple[Any, dict]:
+    """The run's last checkpoint in the best model's architecture, with its epoch in the card."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(str(run / "ckpt"))
+    if latest is None:
+        raise SystemExit(f"no checkpoint in {run / 'ckpt'}")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    state = json.loads((run / "state.json").read_text())
+    epoch = int(latest.rsplit("-", 1)[1])
+    steps = sum(1 for h in state["history"] if h["epoch"] <= epoch) * (
+        state["steps"] // max(1, state["epoch"]))
+    training = {**tcard["training"], "epochs": epoch, "steps": steps,
+                "cpu_hours": round(state["seconds"] / 3600, 2),
+                "lr_schedule": state.get("lr_schedule"), "checkpoint": "latest"}
+    return model, {**tcard, "training": training}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rtsep.models.ship")
     p.add_argument("run", type=Path)
@@ -68,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quantize", default="none")
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--dest", type=Path, default=SHIPPED)
+    p.add_argument("--latest", action="store_true",
+                   help="ship the last checkpoint instead of the best validation-loss epoch")
     args = p.parse_args(argv)
     model, tcard = load_model(args.run / "model.keras")
+    if args.latest:
+        model, tcard = latest_checkpoint(args.run, model, tcard)
     if args.description:
         tcard["description"] = args.description
     args.dest.mkdir(parents=True, exist_ok=True)
