@@ -44,7 +44,7 @@ def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
   songs {', '.join(t.get('valid_songs', []))}; see models/data/DATA.md)
 - **Recipe**: {json.dumps(t.get('recipe', {}))}
 - **Cost**: {t.get('epochs')} epochs, {t.get('steps')} steps, {t.get('cpu_hours')} hours of
-  training on a 2-core machine (one TensorFlow thread)
+  training on a 2-core machine (TensorFlow on 1-2 threads, shared with other jobs)
 - **Training command**: `{t.get('command')}`
 - **File**: {card.get('quantize', 'none')} weights, sha256 `{card['sha256']}`
 
