@@ -88,10 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--dest", type=Path, default=SHIPPED)
     p.add_argument("--latest", action="store_true",
-                   help="ship the last checkpoint instead of the best validation-loss epoch")
+                   help="ship the last epoch (last.keras, or the last checkpoint) instead of "
+                        "the best validation-loss epoch")
     args = p.parse_args(argv)
     model, tcard = load_model(args.run / "model.keras")
-    if args.latest:
+    if args.latest and (args.run / "last.keras").is_file():
+        model, tcard = load_model(args.run / "last.keras")
+    elif args.latest:
         model, tcard = latest_checkpoint(args.run, model, tcard)
     if args.description:
         tcard["description"] = args.description

@@ -12,6 +12,7 @@ gains, random channel) in a background thread. Every epoch: a checkpoint (model 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import queue
 import sys
@@ -185,6 +186,12 @@ def train(args: argparse.Namespace) -> Path:
     loss_fn = ola_loss_fn(args.hop, context, args.loss)
     hop = args.hop
 
+    # Exponential moving average of the weights (BatchNorm statistics included): validation,
+    # model.keras and last.keras use it; single checkpoints of this small-batch training swing
+    # between stems from one epoch to the next.
+    ema = [tf.Variable(v, trainable=False) for v in model.weights] if args.ema else []
+    decay = float(args.ema)
+
     @tf.function(reduce_retracing=True)
     def train_step(mix: Any, target: Any) -> Any:
         with tf.GradientTape() as tape:
@@ -192,19 +199,39 @@ def train(args: argparse.Namespace) -> Path:
             loss = loss_fn(target, est)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        for e, v in zip(ema, model.weights):
+            e.assign(decay * e + (1.0 - decay) * v)
         return loss
+
+    @contextlib.contextmanager
+    def averaged() -> Any:
+        """Swap the EMA weights in for evaluation and saving, then swap back."""
+        if not ema:
+            yield
+            return
+        backup = [v.numpy() for v in model.weights]
+        for v, e in zip(model.weights, ema):
+            v.assign(e)
+        try:
+            yield
+        finally:
+            for v, b in zip(model.weights, backup):
+                v.assign(b)
 
     @tf.function(reduce_retracing=True)
     def eval_step(mix: Any, target: Any) -> Any:
         return loss_fn(target, model(frames_of(mix, hop), training=False))
 
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema)
     manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=2)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val": None, "seconds": 0.0,
-                             "steps": 0, "lr_schedule": [[0, args.lr]]}
+                             "steps": 0, "lr_schedule": [[0, args.lr]], "ema": args.ema}
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
         ckpt.restore(manager.latest_checkpoint).expect_partial()
+        if ema and not state.get("ema"):  # the run had no average yet: start it here
+            for e, v in zip(ema, model.weights):
+                e.assign(v)
         optimizer.learning_rate.assign(args.lr)  # --lr on resume: a lower rate to fine-tune
         schedule = state.setdefault("lr_schedule", [])
         if not schedule or schedule[-1][1] != args.lr:
@@ -243,23 +270,28 @@ def train(args: argparse.Namespace) -> Path:
             for _ in range(args.steps_per_epoch):
                 mix, target = fetch.get()
                 losses.append(float(train_step(mix, target)))
-            val = float(np.mean([float(eval_step(val_mix[i:i + 64], val_stems[i:i + 64]))
-                                 for i in range(0, len(val_mix), 64)]))
+            with averaged():
+                val = float(np.mean([float(eval_step(val_mix[i:i + 64],
+                                                     val_stems[i:i + 64]))
+                                     for i in range(0, len(val_mix), 64)]))
             state["epoch"] += 1
             state["steps"] += args.steps_per_epoch
             state["seconds"] += time.time() - t0
             entry = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)),
                      "val_loss": val, "seconds": round(state["seconds"], 1)}
             state["history"].append(entry)
+            state["ema"] = args.ema
             manager.save(checkpoint_number=state["epoch"])
-            if state["best_val"] is None or val < state["best_val"]:
-                state["best_val"] = val
-                card = dict(card_base)
-                card["training"] = {**card_base["training"], "epochs": state["epoch"],
-                                    "steps": state["steps"],
-                                    "cpu_hours": round(state["seconds"] / 3600, 2),
-                                    "val_loss": val}
-                save_model(model, out / "model.keras", card)
+            card = dict(card_base)
+            card["training"] = {**card_base["training"], "epochs": state["epoch"],
+                                "steps": state["steps"],
+                                "cpu_hours": round(state["seconds"] / 3600, 2),
+                                "val_loss": val, "weights_ema": args.ema or None}
+            with averaged():
+                save_model(model, out / "last.keras", card)
+                if state["best_val"] is None or val < state["best_val"]:
+                    state["best_val"] = val
+                    save_model(model, out / "model.keras", card)
             tmp = state_path.with_name("state.part.json")
             tmp.write_text(json.dumps(state, indent=1))
             tmp.replace(state_path)
@@ -296,6 +328,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default all)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights (e.g. 0.999) and "
+                        "validate/save it (default: off)")
     p.add_argument("--eval-seconds", type=float, default=None,
                    help="at the end, score the best model on the first S seconds of every "
                         "validation song (default: whole songs; 0: skip)")

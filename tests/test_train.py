@@ -67,7 +67,9 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
 
     # Without --resume an existing run is refused; with it, training continues at epoch 3.
     assert main([*common, "--epochs", "3", "--eval-seconds", "0"]) == 1
-    assert main([*common, "--epochs", "3", "--resume", "--eval-seconds", "0"]) == 0
+    assert main([*common, "--epochs", "3", "--resume", "--eval-seconds", "0",
+                 "--ema", "0.9"]) == 0
+    assert json.loads((run / "last.json").read_text())["training"]["weights_ema"] == 0.9
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
