@@ -21,7 +21,7 @@ from .errors import ModelError
 from .framing import FRAME
 
 CARD_FORMAT = "rtsep-model/1"
-DEFAULT_MODEL = "seed-openmsx"
+DEFAULT_MODEL = "fb-openmsx"
 KINDS = ("window",)
 
 # field -> type(s) accepted; checked before anything else is read.
