@@ -192,7 +192,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: end of the file, or q / Ctrl-C)")
     p.add_argument("--block", type=int, default=None, metavar="N",
-                   help="frames per audio callback (default 64: one low-latency JACK period)")
+                   help="frames per audio callback (default: the model card's live_block, "
+                   "measured; else 64). On JACK, run the server at this period (-p N)")
     p.add_argument("--latency", default="low", metavar="low|high|SECONDS",
                    help="device buffering asked of PortAudio (default low)")
     p.add_argument("-v", "--verbose", action="store_true",
