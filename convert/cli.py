@@ -39,7 +39,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
     rc = read_card(out)
     wrapped = keras_to_tflite.window_model(model, rc.context_frames, rc.out_frames,
-                                           rc.lookahead_frames)
+                                           rc.lookahead_frames, sliced=False)
     if args.audio:
         audio = sf.read(args.audio, dtype="float32", always_2d=True)[0].mean(axis=1)
     else:

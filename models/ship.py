@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                   quantize=args.quantize, out_frames=args.out_frames,
                   lookahead_frames=args.lookahead_frames)
     rc = read_card(out)
-    report = check(window_model(model, rc.context_frames, rc.out_frames, rc.lookahead_frames),
+    report = check(window_model(model, rc.context_frames, rc.out_frames, rc.lookahead_frames,
+                                sliced=False),
                    out, example_audio(), args.quantize)
     print(report.line())
     if not report.ok:
