@@ -217,7 +217,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
     rate = sep.sample_rate
     limit = int(max_seconds * rate) if max_seconds else None
     lengths = [min(_frames(t), limit) if limit else _frames(t) for t in tracks]
-    bar = tqdm(total=round(sum(lengths) / rate, 1), unit="s", disable=not progress,
+    bar = tqdm(total=sum(lengths) / rate, unit="s", disable=not progress,
                file=sys.stderr, leave=False,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f}s "
                           "[{elapsed}<{remaining}]")

@@ -91,7 +91,7 @@ def separate_file(sep: Separator, path: Path, out_dir: Path, stems: tuple[str, .
         writer = StemWriter(song_dir, stems, rate, channels, fmt, subtype)
         written = 0
         start = time.perf_counter()
-        bar = tqdm(total=round(total / rate, 1), unit="s", desc=path.name, leave=False,
+        bar = tqdm(total=total / rate, unit="s", desc=path.name, leave=False,
                    disable=not progress, file=sys.stderr,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f}s "
                               "[{elapsed}<{remaining}{postfix}]")
