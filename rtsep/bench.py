@@ -128,8 +128,7 @@ def run_bench(model: str | None, block: int, threads: int, seconds: float,
     }
     timing = block_timing(sep, block, seconds)
     result.update(timing)
-    result["file_speed_x_realtime"] = file_speed(Separator.load(model, threads=threads),
-                                                 file_seconds) if file_seconds else None
+    result["file_speed_x_realtime"] = file_speed(sep, file_seconds) if file_seconds else None
     result["xruns"] = None
     result["measured_roundtrip_ms"] = None
     if live:

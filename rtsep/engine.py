@@ -17,6 +17,7 @@ the F output frames per stem are windowed and overlap-added into an output ring 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,9 @@ class Separator:
         self._bytes = model_bytes
         self._threads = threads
         self._prepared = False
+        self._latency_terms = latency_terms(card.hop, card.lookahead_frames, card.out_frames,
+                                            card.frame)
+        self._latency = sum(self._latency_terms.values())  # read on every block: computed once
         # Fail on a broken graph now, before any audio is read.
         WindowRunner(card, model_bytes, batch=1, threads=threads)
 
@@ -67,12 +71,11 @@ class Separator:
     @property
     def latency_terms(self) -> dict[str, int]:
         """The algorithmic latency in samples, term by term (they add up)."""
-        c = self.card
-        return latency_terms(c.hop, c.lookahead_frames, c.out_frames, c.frame)
+        return dict(self._latency_terms)
 
     @property
     def latency_samples(self) -> int:
-        return sum(self.latency_terms.values())
+        return self._latency
 
     @property
     def channels(self) -> int:
@@ -140,7 +143,7 @@ class Separator:
 
     def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
-        float32[stems, frames, channels] (C-contiguous). Allocates nothing: for callbacks."""
+        float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
         n = block.shape[0]
         if n > self._max_block:
             raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
@@ -149,19 +152,36 @@ class Separator:
         if self._in.write(block) != n:  # cannot happen: capacity >= max_block + advance
             raise RuntimeError("internal error: input ring overflow, please report")
         self._run_due_windows()
-        kernels.emit(self._ola, self._received - self.latency_samples, out, n)
+        kernels.emit(self._ola, self._received - self._latency, out, n)
         self._received += n
 
     def flush(self) -> np.ndarray:
         """Return the last ``latency_samples`` of output (feeds silence), then reset: the
         separator is ready for a new stream."""
         self._require_prepared()
-        out = np.empty((len(self.stems), self.latency_samples, self._channels), np.float32)
-        for start in range(0, self.latency_samples, self._max_block):
-            stop = min(start + self._max_block, self.latency_samples)
+        out = np.empty((len(self.stems), self._latency, self._channels), np.float32)
+        for start in range(0, self._latency, self._max_block):
+            stop = min(start + self._max_block, self._latency)
             self.process_into(self._flush_in[start:stop], out[:, start:stop])
         self.reset()
         return out
+
+    def separate(self, audio: np.ndarray, block: int = 65536,
+                 on_block: Callable[[int], None] | None = None) -> np.ndarray:
+        """Offline convenience: the stems of a whole signal float32[frames, channels], aligned
+        with it (the latency removed) and of its length: float32[stems, frames, channels].
+        The same samples ``rtsep file`` writes at the model's rate (before quantisation).
+        Prepares the separator for ``block`` frames of the signal's channels."""
+        n, channels = audio.shape
+        self.prepare(self.sample_rate, block, channels)
+        parts = []
+        for start in range(0, n, block):
+            part = audio[start:start + block]
+            parts.append(self.process(part))
+            if on_block:
+                on_block(len(part))
+        parts.append(self.flush())
+        return np.concatenate(parts, axis=1)[:, self._latency:self._latency + n]
 
     # -- internals ---------------------------------------------------------------------
     def _run_due_windows(self) -> None:

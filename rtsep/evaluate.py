@@ -63,23 +63,6 @@ def parse_data(data: str, subset: str | None = None) -> DataSpec:
     return DataSpec(Path(data), "rendered", subset or "valid")
 
 
-def separate_like_file(sep: Separator, mix: np.ndarray,
-                       on_block: Callable[[int], None] | None = None) -> np.ndarray:
-    """The samples ``rtsep file`` writes for ``mix`` float32[frames, channels] (before
-    quantisation): float32[model stems, frames, channels], aligned with the input."""
-    n, channels = mix.shape
-    sep.prepare(sep.sample_rate, BLOCK, channels)
-    parts = []
-    for start in range(0, n, BLOCK):
-        block = np.ascontiguousarray(mix[start:start + BLOCK], dtype=np.float32)
-        parts.append(sep.process(block))
-        if on_block:
-            on_block(len(block))
-    parts.append(sep.flush())
-    lat = sep.latency_samples
-    return np.concatenate(parts, axis=1)[:, lat:lat + n]
-
-
 @dataclass
 class Excerpt:
     """A few seconds of one song and stem, kept for the spectrogram figure (mono)."""
@@ -235,7 +218,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
             if not np.isfinite(mix).all() or not np.isfinite(refs).all():
                 raise AudioInputError(f"{track.name}: NaN or Inf samples in {track.folder}")
             start = time.perf_counter()
-            est = separate_like_file(sep, mix, lambda k: bar.update(k / rate))
+            est = sep.separate(mix, BLOCK, lambda k: bar.update(k / rate))
             wall = time.perf_counter() - start
             irm = metrics.oracle_irm(refs, mix)
             song: dict[str, Any] = {"seconds": round(len(mix) / rate, 3),

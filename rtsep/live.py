@@ -22,8 +22,9 @@ measured zero late blocks in stereo on our 2-core machine), else 64 frames (DEFA
 the period a low-latency JACK server runs at.
 A larger block does not buy time on JACK: PortAudio runs the callback for a block of B frames
 inside one server period, so the real deadline stays one period (measured with
-``rtsep bench --live``). The model is invoked in one callback out of out_frames*hop/64; that
-callback's compute is what must fit in the period, and late blocks count exactly that.
+``rtsep bench --live``). When the block is smaller than out_frames*hop, the model runs in one
+callback out of out_frames*hop/block; that callback's compute is what must fit in the period,
+and late blocks count exactly that.
 """
 
 from __future__ import annotations
@@ -172,20 +173,20 @@ class LivePath:
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: Any,
                  status: Any) -> None:
         """sounddevice Stream callback (device input)."""
-        t0 = time.perf_counter()
-        if status:
-            self._flags(status)
-        if self._process(indata, outdata, frames):
-            tally(self.counters, self.hist, frames, time.perf_counter() - t0,
-                  frames / self.rate)
+        self._timed(indata, outdata, frames, status)
 
     def out_callback(self, outdata: np.ndarray, frames: int, time_info: Any,
                      status: Any) -> None:
         """sounddevice OutputStream callback (file input)."""
+        self._timed(None, outdata, frames, status)
+
+    def _timed(self, indata: np.ndarray | None, outdata: np.ndarray, frames: int,
+               status: Any) -> None:
+        """Count the status flags, run one block, and time it against its duration."""
         t0 = time.perf_counter()
         if status:
             self._flags(status)
-        if self._process(None, outdata, frames):
+        if self._process(indata, outdata, frames):
             tally(self.counters, self.hist, frames, time.perf_counter() - t0,
                   frames / self.rate)
 
@@ -444,14 +445,11 @@ def run_live(opts: LiveOptions) -> int:
     if opts.duration is not None and not opts.duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds, got {opts.duration}")
     latency_arg = parse_latency(opts.latency)
-    with devices.quiet_stderr():  # TFLite's "Created XNNPACK delegate" would break the status line
-        sep = Separator.load(opts.model, threads=1)
+    sep = Separator.load(opts.model, threads=1)  # quiet: the runtime mutes LiteRT's banner
     rate, stems = sep.sample_rate, sep.stems
     gains = dict(parse_gain(g, stems) for g in opts.gains)
     remix = Remix(stems, rate, solo=opts.solo, mute=opts.mute, gains_db=gains)
-    advance = sep.card.out_frames * sep.card.hop
-    block = opts.block if opts.block is not None else int(
-        sep.card.raw.get("live_block", DEFAULT_BLOCK))
+    block = opts.block if opts.block is not None else (sep.card.live_block or DEFAULT_BLOCK)
     if not 1 <= block <= MAX_BLOCK:
         raise ConfigError(f"--block must be 1 to {MAX_BLOCK} frames, got {block}")
 
@@ -489,7 +487,7 @@ def run_live(opts: LiveOptions) -> int:
                             recorder.ring if recorder else None)
             path.warm_up()
         code = _run_stream(sd, path, remix, in_dev, out_dev, channels, out_channels,
-                           latency_arg, opts, recorder, advance)
+                           latency_arg, opts, recorder)
     except BaseException:
         if recorder is not None:
             recorder.abort()
@@ -538,7 +536,7 @@ def _abandon(sd: Any, stream: Any, timeout: float = 2.0) -> None:
 
 def _run_stream(sd: Any, path: LivePath, remix: Remix, in_dev: Any,
                 out_dev: Any, channels: int, out_channels: int, latency_arg: str | float,
-                opts: LiveOptions, recorder: Recorder | None, advance: int) -> int:
+                opts: LiveOptions, recorder: Recorder | None) -> int:
     sep, rate = path.sep, path.rate
     stream = _open_stream(sd, path, in_dev, out_dev, channels, out_channels,
                           latency_arg)
@@ -556,7 +554,7 @@ def _run_stream(sd: Any, path: LivePath, remix: Remix, in_dev: Any,
         print(f"  algorithmic latency: {_ms(alg, rate)} = {terms}")
         print(f"  device latency (PortAudio): input {_ms(round(dev_in * rate), rate)}, "
               f"output {_ms(round(dev_out * rate), rate)}")
-        per = path.block / advance
+        per = path.block / (sep.card.out_frames * sep.card.hop)
         print(f"  model: hop {sep.card.hop}, out_frames {sep.card.out_frames}, context "
               f"{sep.card.context_frames}, lookahead {sep.card.lookahead_frames}; "
               f"{per:g} invoke(s) per block of {path.block} "

@@ -53,6 +53,8 @@ class ModelCard:
     output_key: str
     sha256: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    #: Smallest live block measured to keep up (``rtsep bench``), or None if never measured.
+    live_block: int | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -102,6 +104,11 @@ def read_card(tflite: str | Path) -> ModelCard:
     for key in ("key", "input", "output"):
         if not isinstance(sig.get(key), str):
             raise ModelError(f"{cpath.name}: signature needs a string {key!r}, found {sig!r}")
+    live_block = raw.get("live_block")
+    if live_block is not None and (not isinstance(live_block, int) or isinstance(
+            live_block, bool) or live_block < 1):
+        raise ModelError(f"{cpath.name}: live_block should be a positive integer, found "
+                         f"{live_block!r}")
     found = sha256_of(tflite)
     if found != raw["sha256"]:
         raise ModelError(f"{tflite.name}: sha256 mismatch: expected {raw['sha256'][:16]}... "
@@ -112,7 +119,7 @@ def read_card(tflite: str | Path) -> ModelCard:
         hop=raw["hop"], window=raw["window"], context_frames=raw["context_frames"],
         out_frames=raw["out_frames"], lookahead_frames=raw["lookahead_frames"],
         signature_key=sig["key"], input_key=sig["input"], output_key=sig["output"],
-        sha256=found, raw=raw)
+        sha256=found, raw=raw, live_block=live_block)
 
 
 def _tname(typ: type | tuple[type, ...]) -> str:

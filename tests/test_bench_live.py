@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_model
+from conftest import make_model, skip_unless_installed
 from jack import JackServer, jackd_path
 
 from rtsep.bench_live import (
@@ -85,8 +85,8 @@ def test_no_server_returns_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def jack_env() -> Iterator[JackServer]:
-    if jackd_path() is None:
-        pytest.skip("jackd is not installed (apt-get install jackd2 libportaudio2)")
+    skip_unless_installed(jackd_path() is not None,
+                          "jackd is not installed (apt-get install jackd2 libportaudio2)")
     with JackServer(rate=RATE, period=PERIOD) as server:
         yield server
 

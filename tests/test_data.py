@@ -17,6 +17,7 @@ import mido
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import skip_unless_installed
 
 from rtsep.models.data import midi_split
 from rtsep.models.data.excerpts import ExcerptSampler, load_song
@@ -196,8 +197,9 @@ def test_instrument_substitution_stays_in_family():
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    if shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.is_file():
-        pytest.skip("needs the Debian packages fluidsynth and fluid-soundfont-gm")
+    skip_unless_installed(shutil.which("fluidsynth") is not None
+                          and DEFAULT_SOUNDFONT.is_file(),
+                          "needs the Debian packages fluidsynth and fluid-soundfont-gm")
     base = tmp_path_factory.mktemp("render")
     midi_dir = base / "midi"
     midi_dir.mkdir()

@@ -174,7 +174,6 @@ def test_eval_end_to_end(tmp_path, eval_model, capsys):
 def test_eval_is_what_rtsep_file_writes(tmp_path, tiny_model):
     """The scored samples are exactly rtsep file's (FLOAT subtype), across block edges."""
     from rtsep.engine import Separator
-    from rtsep.evaluate import separate_like_file
     from rtsep.filemode import BLOCK, separate_file
 
     x = music(1.7, seed=4)
@@ -183,7 +182,7 @@ def test_eval_is_what_rtsep_file_writes(tmp_path, tiny_model):
     sf.write(str(path), x, RATE, subtype="FLOAT")
     sep = Separator.load(tiny_model)
     res = separate_file(sep, path, tmp_path / "out", sep.stems, subtype="FLOAT", progress=False)
-    mine = separate_like_file(sep, x)
+    mine = sep.separate(x)
     for i, out in enumerate(res.outputs):
         written, _ = sf.read(str(out), dtype="float32")
         np.testing.assert_array_equal(mine[i], written)

@@ -176,6 +176,10 @@ def test_model_errors(tmp_path: Path, tiny_model: Path) -> None:
     shutil.copy(tiny_model, badcard)
     badcard.with_suffix(".json").write_text(json.dumps(dict(card, hop=48)))
     cases["hop should divide 64, found 48"] = ["-m", str(badcard)]
+    slow = tmp_path / "slow.tflite"
+    shutil.copy(tiny_model, slow)
+    slow.with_suffix(".json").write_text(json.dumps(dict(card, live_block="fast")))
+    cases["live_block should be a positive integer, found 'fast'"] = ["-m", str(slow)]
     liar = tmp_path / "liar.tflite"
     shutil.copy(tiny_model, liar)
     liar.with_suffix(".json").write_text(json.dumps(dict(card, stems=["x", "y", "z"])))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import music
+from conftest import music, skip_unless_installed
 from jack import JackServer, jackd_path
 
 from rtsep.cli import main
@@ -40,8 +40,8 @@ SUMMARY = re.compile(r"rtsep live: (?:stopped \(Ctrl-C\) after )?(\d+) blocks \(
 
 @pytest.fixture(scope="module")
 def jack() -> Iterator[JackServer]:
-    if jackd_path() is None:
-        pytest.skip("jackd is not installed (apt-get install jackd2 libportaudio2)")
+    skip_unless_installed(jackd_path() is not None,
+                          "jackd is not installed (apt-get install jackd2 libportaudio2)")
     with JackServer(rate=RATE, period=64) as server:
         yield server
 
