@@ -35,16 +35,11 @@ def run_convert(args: argparse.Namespace) -> int:
         model, card, args.out, name=args.name, quantize=args.quantize,
         context_frames=args.context_frames, out_frames=args.out_frames,
         lookahead_frames=args.lookahead_frames)
-    from rtsep.modelcard import read_card
-
-    rc = read_card(out)
-    wrapped = keras_to_tflite.window_model(model, rc.context_frames, rc.out_frames,
-                                           rc.lookahead_frames, sliced=False)
     if args.audio:
         audio = sf.read(args.audio, dtype="float32", always_2d=True)[0].mean(axis=1)
     else:
         audio = example_audio()
-    report = parity.check(wrapped, out, audio, args.quantize)
+    report = parity.check(model, out, audio, args.quantize)
     print(f"{out}: {out.stat().st_size / 1e6:.2f} MB, card {out.with_suffix('.json').name}")
     print(report.line())
     if not report.ok:

@@ -1,8 +1,10 @@
-"""Keras -> TFLite conversion of a window model, with its runtime card and a parity check.
+"""Keras -> TFLite conversion of a window or stateful model, with its runtime card.
 
-The exported graph takes ``frames[batch, context, 64]`` (batch is dynamic) and returns
+A window model's graph takes ``frames[batch, context, 64]`` (batch is dynamic) and returns
 ``stems[batch, out_frames, stems, 64]``: the output frames that lie ``lookahead_frames`` before
-the end of the window. Keys are SignatureDef names (``serving_default``: ``frames`` -> ``stems``).
+the end of the window. A stateful model (the ``tcn`` variant) takes the ``out_frames`` new frames
+and ``state[batch, size]`` and also returns ``next_state``. Keys are SignatureDef names
+(``serving_default``: ``frames`` [+ ``state``] -> ``stems`` [+ ``next_state``]).
 Quantisation: ``float16`` (weights stored as fp16; expanded at load on x86: smaller, not faster)
 or ``int8`` (dynamic-range int8 weights, float input and output: cuts weight bandwidth).
 """
@@ -20,6 +22,23 @@ from rtsep.modelcard import expected_window, write_card
 
 QUANTIZE = ("none", "float16", "int8")
 SIGNATURE = {"key": "serving_default", "input": "frames", "output": "stems"}
+STATE_SIGNATURE = {**SIGNATURE, "state_input": "state", "state_output": "next_state"}
+#: Variants that stream with state instead of recomputing a window.
+STATEFUL_VARIANTS = ("tcn",)
+
+
+def is_stateful(train_card: dict[str, Any]) -> bool:
+    return train_card["variant"] in STATEFUL_VARIANTS
+
+
+def stream_model(model: Any, train_card: dict[str, Any], out_frames: int) -> Any:
+    """The streaming twin of a stateful variant, with ``model``'s weights: ``frames[batch,
+    out_frames, 64]`` and ``state`` -> ``stems`` and ``next_state``."""
+    from rtsep.models.tcn import build_tcn
+
+    twin = build_tcn(stream_frames=out_frames, **train_card["config"])
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def window_model(model: Any, context_frames: int, out_frames: int, lookahead_frames: int,
@@ -137,7 +156,20 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
     frames_out = out_frames or rt.get("out_frames", 1)
     lookahead = lookahead_frames if lookahead_frames is not None else rt.get(
         "lookahead_frames", 0)
-    wrapped = window_model(model, context, frames_out, lookahead)
+    state = None
+    if is_stateful(train_card):
+        from rtsep.models.tcn import receptive_field, state_size
+
+        if lookahead:
+            raise ValueError(f"a {train_card['variant']} model is causal: lookahead_frames "
+                             f"must be 0, got {lookahead}")
+        context = frames_out  # each invoke takes exactly the new frames
+        wrapped = stream_model(model, train_card, frames_out)
+        cfg = train_card["config"]
+        state = {"size": state_size(cfg), "receptive_field_frames": receptive_field(cfg),
+                 "layout": "past inputs of every dilated convolution, packed"}
+    else:
+        wrapped = window_model(model, context, frames_out, lookahead)
     data = to_tflite(wrapped, quantize)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
@@ -147,7 +179,7 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
     fields = {
         "name": name or out.stem,
         "variant": train_card["variant"],
-        "kind": "window",
+        "kind": "stateful" if state else "window",
         "stems": list(train_card["stems"]),
         "sample_rate": int(train_card["sample_rate"]),
         "frame": 64,
@@ -156,8 +188,8 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
         "context_frames": context,
         "out_frames": frames_out,
         "lookahead_frames": lookahead,
-        "state": None,
-        "signature": SIGNATURE,
+        "state": state,
+        "signature": STATE_SIGNATURE if state else SIGNATURE,
         "quantize": quantize,
         "sums_to_input": sums_to_input(train_card),
         "architecture": {"variant": train_card["variant"], "config": train_card["config"]},

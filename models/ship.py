@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtsep.convert.cli import example_audio
-from rtsep.convert.keras_to_tflite import convert, window_model
+from rtsep.convert.keras_to_tflite import convert
 from rtsep.convert.parity import check
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.modelcard import read_card, write_card
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                   quantize=args.quantize, out_frames=args.out_frames,
                   lookahead_frames=args.lookahead_frames)
     rc = read_card(out)
-    report = check(window_model(model, rc.context_frames, rc.out_frames, rc.lookahead_frames,
-                                sliced=False),
-                   out, example_audio(), args.quantize)
+    report = check(model, out, example_audio(), args.quantize)
     print(report.line())
     if not report.ok:
         return 1

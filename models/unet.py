@@ -135,14 +135,18 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
     return keras.Model(frames, out, name="fb")
 
 
-VARIANTS = {"seed": build_seed, "fb": build_fb}
+VARIANTS = ("seed", "fb", "tcn")
 
 
 def build(variant: str, **config: Any) -> keras.Model:
     """Build a variant by name with its constructor arguments (kept in the model card)."""
-    if variant not in VARIANTS:
+    if variant == "tcn":  # models/tcn.py builds on this module's layers
+        from .tcn import build_tcn
+        return build_tcn(**config)
+    builders = {"seed": build_seed, "fb": build_fb}
+    if variant not in builders:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    return VARIANTS[variant](**config)
+    return builders[variant](**config)
 
 
 def levels_multiple(filters: tuple[int, ...]) -> int:

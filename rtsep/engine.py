@@ -13,6 +13,8 @@ Output sample n is input sample n - latency_samples, for any block size (the fir
 latency_samples outputs are silence). Samples flow: input ring (numba) -> every F hops one
 window of ``context`` frames per channel is gathered into the model's batch -> TFLite invoke ->
 the F output frames per stem are windowed and overlap-added into an output ring -> emitted.
+A stateful model takes only its F new frames per invoke and carries the past in its state, so
+its invokes run in stream order, one per F hops (batched over channels only).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .errors import ConfigError, ModelError
 from .framing import latency_terms, synthesis_window
 from .modelcard import ModelCard
 from .ring import RingBuffer, next_pow2
-from .runtime import WindowRunner
+from .runtime import ModelRunner
 
 MAX_CHANNELS = 8
 #: Windows per invoke for large blocks (file mode); small blocks invoke one window at a time.
@@ -46,7 +48,7 @@ class Separator:
                                             card.frame)
         self._latency = sum(self._latency_terms.values())  # read on every block: computed once
         # Fail on a broken graph now, before any audio is read.
-        WindowRunner(card, model_bytes, batch=1, threads=threads)
+        ModelRunner(card, model_bytes, batch=1, threads=threads)
 
     @classmethod
     def load(cls, model: str | Path | None = None, threads: int = 1) -> Separator:
@@ -108,10 +110,10 @@ class Separator:
         # At most ceil(max_block / advance) windows fall due in one call (fewer than `advance`
         # samples wait in the ring between calls); a larger batch would compute empty slots.
         windows_per_block = -(-max_block // self._advance)
-        self._bulk = min(BULK_WINDOWS, windows_per_block)
-        self._runners = {1: WindowRunner(c, self._bytes, channels, self._threads)}
+        self._bulk = 1 if c.stateful else min(BULK_WINDOWS, windows_per_block)
+        self._runners = {1: ModelRunner(c, self._bytes, channels, self._threads)}
         if self._bulk > 1:
-            self._runners[self._bulk] = WindowRunner(c, self._bytes, channels * self._bulk,
+            self._runners[self._bulk] = ModelRunner(c, self._bytes, channels * self._bulk,
                                                      self._threads)
         span = self.latency_samples + max_block + 2 * frame + 2 * self._advance
         self._ola = np.zeros((len(c.stems), channels, next_pow2(span)), dtype=np.float32)
@@ -127,6 +129,8 @@ class Separator:
         self._in.reset()
         self._hist[:] = 0.0
         self._ola[:] = 0.0
+        for runner in self._runners.values():
+            runner.reset_state()
         self._received = 0  # input samples seen
         self._windows = 0  # windows gathered so far
 
@@ -215,7 +219,7 @@ class Separator:
         if pending:
             self._invoke(runner, pending)
 
-    def _invoke(self, runner: WindowRunner, count: int) -> None:
+    def _invoke(self, runner: ModelRunner, count: int) -> None:
         runner.invoke()
         y = runner.output_view()
         for w in range(count):

@@ -22,7 +22,7 @@ from .framing import FRAME
 
 CARD_FORMAT = "rtsep-model/1"
 DEFAULT_MODEL = "fb-openmsx"
-KINDS = ("window",)
+KINDS = ("window", "stateful")
 
 # field -> type(s) accepted; checked before anything else is read.
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -55,6 +55,14 @@ class ModelCard:
     raw: dict[str, Any] = field(repr=False, compare=False)
     #: Smallest live block measured to keep up (``rtsep bench``), or None if never measured.
     live_block: int | None = None
+    #: Stateful models: floats of state per channel, and its input/output signature keys.
+    state_size: int = 0
+    state_input_key: str = ""
+    state_output_key: str = ""
+
+    @property
+    def stateful(self) -> bool:
+        return self.kind == "stateful"
 
 
 def sha256_of(path: Path) -> str:
@@ -104,6 +112,7 @@ def read_card(tflite: str | Path) -> ModelCard:
     for key in ("key", "input", "output"):
         if not isinstance(sig.get(key), str):
             raise ModelError(f"{cpath.name}: signature needs a string {key!r}, found {sig!r}")
+    state = _check_state(cpath.name, raw)
     live_block = raw.get("live_block")
     if live_block is not None and (not isinstance(live_block, int) or isinstance(
             live_block, bool) or live_block < 1):
@@ -119,7 +128,7 @@ def read_card(tflite: str | Path) -> ModelCard:
         hop=raw["hop"], window=raw["window"], context_frames=raw["context_frames"],
         out_frames=raw["out_frames"], lookahead_frames=raw["lookahead_frames"],
         signature_key=sig["key"], input_key=sig["input"], output_key=sig["output"],
-        sha256=found, raw=raw, live_block=live_block)
+        sha256=found, raw=raw, live_block=live_block, **state)
 
 
 def _tname(typ: type | tuple[type, ...]) -> str:
@@ -146,6 +155,28 @@ def _check_geometry(name: str, raw: dict[str, Any]) -> None:
         raise ModelError(f"{name}: need 1 <= out_frames and out_frames + lookahead_frames <= "
                          f"context_frames, found out_frames={f}, lookahead_frames={la}, "
                          f"context_frames={c}")
+
+
+def _check_state(name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A stateful model's invoke takes exactly the new frames (context == out_frames, no
+    lookahead) plus ``state[batch, size]`` and returns the next state under its own key."""
+    if raw["kind"] != "stateful":
+        return {}
+    c, f, la = raw["context_frames"], raw["out_frames"], raw["lookahead_frames"]
+    if c != f or la != 0:
+        raise ModelError(f"{name}: a stateful model needs context_frames == out_frames and no "
+                         f"lookahead, found context_frames={c}, out_frames={f}, "
+                         f"lookahead_frames={la}")
+    st, sig = raw.get("state"), raw["signature"]
+    if not isinstance(st, dict) or not isinstance(st.get("size"), int) or st["size"] < 1:
+        raise ModelError(f"{name}: a stateful model needs state.size (a positive integer), "
+                         f"found {st!r}")
+    for key in ("state_input", "state_output"):
+        if not isinstance(sig.get(key), str):
+            raise ModelError(f"{name}: a stateful model's signature needs a string {key!r}, "
+                             f"found {sig!r}")
+    return {"state_size": st["size"], "state_input_key": sig["state_input"],
+            "state_output_key": sig["state_output"]}
 
 
 def write_card(tflite: str | Path, fields: dict[str, Any]) -> Path:

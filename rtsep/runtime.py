@@ -2,9 +2,11 @@
 fallback. Tensors are found through the model card's SignatureDef keys, never by position or by
 converter tensor names.
 
-:class:`WindowRunner` holds one interpreter resized to a fixed batch after ``prepare``, so an
+:class:`ModelRunner` holds one interpreter resized to a fixed batch after ``prepare``, so an
 invoke allocates nothing: the engine writes the input tensor in place through a short-lived view
-(LiteRT refuses to invoke while a view is alive) and reads the output the same way.
+(LiteRT refuses to invoke while a view is alive) and reads the output the same way. A stateful
+model's state (one packed tensor per batch row) stays inside the runner: every invoke's next
+state is copied into the state input for the following one; ``reset_state`` zeroes it.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ def runtime_version() -> str:
         return "unknown"
 
 
-class WindowRunner:
-    """One interpreter for a window model with a fixed batch size.
+class ModelRunner:
+    """One interpreter for a model of either kind, with a fixed batch size.
 
-    Input ``frames[batch, context, 64]``, output ``stems[batch, out_frames, stems, 64]``."""
+    Input ``frames[batch, context, 64]``, output ``stems[batch, out_frames, stems, 64]``;
+    stateful models also ``state[batch, size]`` in and the next state out."""
 
     def __init__(self, card: ModelCard, model_bytes: bytes, batch: int, threads: int) -> None:
         interp_cls = _interpreter_class()
@@ -57,36 +60,52 @@ class WindowRunner:
         runner = self._interp.get_signature_runner(card.signature_key)
         ins, outs = runner.get_input_details(), runner.get_output_details()
         del runner  # holding it pins the interpreter's buffers
-        if card.input_key not in ins or card.output_key not in outs:
-            raise ModelError(f"{card.path.name}: expected input {card.input_key!r} and output "
-                             f"{card.output_key!r}, found inputs {sorted(ins)} and outputs "
-                             f"{sorted(outs)}")
-        in_sig = list(ins[card.input_key]["shape_signature"])
-        out_sig = list(outs[card.output_key]["shape_signature"])
-        want_in = [card.context_frames, card.frame]
-        want_out = [card.out_frames, len(card.stems), card.frame]
-        if in_sig[1:] != want_in or out_sig[1:] != want_out:
-            raise ModelError(f"{card.path.name}: the card says input [batch, {want_in}] and "
-                             f"output [batch, {want_out}], the graph has {in_sig} and {out_sig}")
-        self._in_index = ins[card.input_key]["index"]
-        self._out_index = outs[card.output_key]["index"]
+        want_ins = {card.input_key: [card.context_frames, card.frame]}
+        want_outs = {card.output_key: [card.out_frames, len(card.stems), card.frame]}
+        if card.stateful:
+            want_ins[card.state_input_key] = [card.state_size]
+            want_outs[card.state_output_key] = [card.state_size]
+        if set(want_ins) != set(ins) or not set(want_outs) <= set(outs):
+            raise ModelError(f"{card.path.name}: the card says inputs {sorted(want_ins)} and "
+                             f"outputs {sorted(want_outs)}, the graph has inputs {sorted(ins)} "
+                             f"and outputs {sorted(outs)}")
+        for details, want in ((ins, want_ins), (outs, want_outs)):
+            for key, shape in want.items():
+                found = [int(v) for v in details[key]["shape_signature"]]
+                if found[1:] != shape:
+                    raise ModelError(f"{card.path.name}: the card says {key} is [batch, "
+                                     f"{', '.join(map(str, shape))}], the graph has {found}")
         self.batch = batch
+        self.stateful = card.stateful
         try:
-            self._interp.resize_tensor_input(self._in_index, [batch, *want_in])
+            for key, shape in want_ins.items():
+                self._interp.resize_tensor_input(ins[key]["index"], [batch, *shape])
             with quiet_stderr():  # the XNNPACK delegate is applied (and announced) here
                 self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{card.path.name}: cannot run with batch {batch} "
                              f"({str(e).splitlines()[0]})") from None
-        self.input_view = self._interp.tensor(self._in_index)
-        self.output_view = self._interp.tensor(self._out_index)
+        self.input_view = self._interp.tensor(ins[card.input_key]["index"])
+        self.output_view = self._interp.tensor(outs[card.output_key]["index"])
+        if self.stateful:
+            self._state_in = self._interp.tensor(ins[card.state_input_key]["index"])
+            self._state_out = self._interp.tensor(outs[card.state_output_key]["index"])
+            self.reset_state()
 
     def invoke(self) -> None:
-        """Run the model on what was written into ``input_view()``. Releases the GIL."""
+        """Run the model on what was written into ``input_view()``; a stateful model's next
+        state becomes its state. Releases the GIL."""
         self._interp.invoke()
+        if self.stateful:
+            self._state_in()[...] = self._state_out()
+
+    def reset_state(self) -> None:
+        """Zero the state: the next invoke starts a new stream (no-op for window models)."""
+        if self.stateful:
+            self._state_in()[...] = 0.0
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Convenience (allocates): frames[batch, context, 64] -> copy of the output."""
         self.input_view()[...] = frames
-        self._interp.invoke()
+        self.invoke()
         return self.output_view().copy()

@@ -11,11 +11,21 @@ import numpy as np
 import pytest
 
 
-def make_model(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"), hop: int = 32,
-               context: int = 8, out_frames: int = 2, lookahead: int = 2,
-               filters: tuple[int, ...] = (4, 8), identity: bool = False,
-               variant: str = "seed", seed: int = 0, **config) -> Path:
-    """Build a small U-Net, convert it and write its card; returns the .tflite path.
+def make_model(tmp: Path, name: str, **kwargs) -> Path:
+    """Build a small model, convert it and write its card; returns the .tflite path."""
+    return build_and_convert(tmp, name, **kwargs)[0]
+
+
+#: A small causal TCN (receptive field 1 + 2*(1+2+4) = 15 frames).
+TINY_TCN = {"basis": 16, "bottleneck": 8, "hidden": 8, "dilations": 3, "repeats": 1}
+
+
+def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"),
+                      hop: int = 32, context: int = 8, out_frames: int = 2, lookahead: int = 2,
+                      filters: tuple[int, ...] = (4, 8), identity: bool = False,
+                      variant: str = "seed", seed: int = 0, **config) -> tuple[Path, object]:
+    """Build a small model (a U-Net, or a ``tcn`` with ``TINY_TCN``'s size), convert it and
+    write its card; returns the .tflite path and the Keras full-sequence model.
 
     ``identity``: the last layer's kernel is zero and its bias large, so every sigmoid mask is
     exactly 1.0 in float32 and the model returns its input frames."""
@@ -25,18 +35,22 @@ def make_model(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"), hop
     from rtsep.models.unet import build
 
     keras.utils.set_random_seed(seed)
-    cfg = {"stems": len(stems), "filters": filters, **config}
+    if variant == "tcn":
+        cfg = {"stems": len(stems), **TINY_TCN, **config}
+        lookahead = 0
+    else:
+        cfg = {"stems": len(stems), "filters": list(filters), **config}
     model = build(variant, **cfg)
     if identity:
         last = model.get_layer("mask")
         k, b = last.get_weights()
         last.set_weights([np.zeros_like(k), np.full_like(b, 40.0)])
-    card = {"variant": variant, "config": {**cfg, "filters": list(filters)},
+    card = {"variant": variant, "config": cfg,
             "stems": list(stems), "sample_rate": 44100, "hop": hop,
             "description": f"test model {name}",
             "runtime": {"context_frames": context, "out_frames": out_frames,
                         "lookahead_frames": lookahead}}
-    return convert(model, card, tmp / f"{name}.tflite")
+    return convert(model, card, tmp / f"{name}.tflite"), model
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +62,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model(model_dir: Path) -> Path:
     """Two stems, hop 32, context 8, out_frames 2, lookahead 2 (latency 63+64+32 = 159)."""
     return make_model(model_dir, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_tcn(model_dir: Path) -> tuple[Path, object]:
+    """A stateful model: two stems, 4 new frames per invoke (latency 63 + 3*32 = 159)."""
+    return build_and_convert(model_dir, "tiny-tcn", variant="tcn", out_frames=4)
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_convert_cli_parity_and_card(tmp_path: Path, keras_model: Path, quantize
 def test_tflite_matches_keras_on_other_batches(tmp_path: Path, keras_model: Path) -> None:
     from rtsep.convert.keras_to_tflite import convert, window_model
     from rtsep.models.card import load_model
-    from rtsep.runtime import WindowRunner
+    from rtsep.runtime import ModelRunner
 
     model, card = load_model(keras_model)
     out = convert(model, card, tmp_path / "p.tflite", context_frames=32, out_frames=8,
@@ -59,7 +59,7 @@ def test_tflite_matches_keras_on_other_batches(tmp_path: Path, keras_model: Path
     rng = np.random.default_rng(0)
     for batch in (1, 2, 7):
         x = rng.normal(0, 0.3, (batch, 32, 64)).astype(np.float32)
-        got = WindowRunner(rc, out.read_bytes(), batch, 1).run(x)
+        got = ModelRunner(rc, out.read_bytes(), batch, 1).run(x)
         ref = np.asarray(wrapped(x)["stems"])
         assert got.shape == (batch, 8, 3, 64)
         assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())

@@ -14,7 +14,7 @@ from rtsep.engine import Separator
 from rtsep.errors import ConfigError
 from rtsep.framing import frame_signal, overlap_add
 from rtsep.modelcard import read_card
-from rtsep.runtime import WindowRunner
+from rtsep.runtime import ModelRunner
 
 
 def offline_reference(tflite: Path, x: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def offline_reference(tflite: Path, x: np.ndarray) -> np.ndarray:
     signal, run every window through the model one at a time, overlap-add, delay by the
     latency. Returns float32[stems, frames, channels]."""
     card = read_card(tflite)
-    runner = WindowRunner(card, tflite.read_bytes(), batch=1, threads=1)
+    runner = ModelRunner(card, tflite.read_bytes(), batch=1, threads=1)
     n, channels = x.shape
     c_, f_, la, hop = card.context_frames, card.out_frames, card.lookahead_frames, card.hop
     latency = card.frame - 1 + la * hop + (f_ - 1) * hop
@@ -59,6 +59,13 @@ def first_mismatch(a: np.ndarray, b: np.ndarray, tol: float) -> str:
     return f"stem {s}, sample {i}, channel {c}: {a[s, i, c]} != {b[s, i, c]}"
 
 
+@pytest.fixture(params=["window", "stateful"])
+def either_model(request: pytest.FixtureRequest, tiny_model: Path,
+                 tiny_tcn: tuple[Path, object]) -> Path:
+    """The engine's contract holds for both model kinds."""
+    return tiny_model if request.param == "window" else tiny_tcn[0]
+
+
 @pytest.fixture(scope="module")
 def signal() -> np.ndarray:
     return music(0.25, channels=2, seed=1)
@@ -73,9 +80,9 @@ def test_one_call_equals_offline_reference(tiny_model: Path, signal: np.ndarray)
 
 
 @pytest.mark.parametrize("block", [1, 7, 31, 32, 33, 4096, None])
-def test_streaming_equals_one_call(tiny_model: Path, signal: np.ndarray, block: int | None
+def test_streaming_equals_one_call(either_model: Path, signal: np.ndarray, block: int | None
                                    ) -> None:
-    sep = Separator.load(tiny_model)
+    sep = Separator.load(either_model)
     whole = sep.prepare(44100, len(signal), 2).process(signal)
     block = block or len(signal)
     sep.prepare(44100, block, 2)
@@ -110,25 +117,25 @@ def test_flush_returns_the_tail_and_resets(identity_model: Path) -> None:
     np.testing.assert_allclose(again, head, atol=1e-7)
 
 
-def test_reset_gives_the_same_output_again(tiny_model: Path, signal: np.ndarray) -> None:
-    sep = Separator.load(tiny_model).prepare(44100, 256, 2)
+def test_reset_gives_the_same_output_again(either_model: Path, signal: np.ndarray) -> None:
+    sep = Separator.load(either_model).prepare(44100, 256, 2)
     a = sep.process(signal)
     sep.reset()
     b = sep.process(signal)
     np.testing.assert_array_equal(a, b)
 
 
-def test_channels_are_separated_independently(tiny_model: Path, signal: np.ndarray) -> None:
-    sep = Separator.load(tiny_model)
+def test_channels_are_separated_independently(either_model: Path, signal: np.ndarray) -> None:
+    sep = Separator.load(either_model)
     stereo = sep.prepare(44100, 512, 2).process(signal)
     left = sep.prepare(44100, 512, 1).process(np.ascontiguousarray(signal[:, :1]))
     assert np.abs(stereo[:, :, :1] - left).max() <= 1e-5
 
 
-def test_process_into_allocates_nothing(tiny_model: Path, signal: np.ndarray) -> None:
+def test_process_into_allocates_nothing(either_model: Path, signal: np.ndarray) -> None:
     block = 1024
     signal = np.tile(signal, (4, 1))
-    sep = Separator.load(tiny_model).prepare(44100, block, 2)
+    sep = Separator.load(either_model).prepare(44100, block, 2)
     out = np.zeros((2, block, 2), np.float32)
     blocks = [np.ascontiguousarray(signal[i:i + block])
               for i in range(0, len(signal) - block, block)]

@@ -183,7 +183,7 @@ def test_model_errors(tmp_path: Path, tiny_model: Path) -> None:
     liar = tmp_path / "liar.tflite"
     shutil.copy(tiny_model, liar)
     liar.with_suffix(".json").write_text(json.dumps(dict(card, stems=["x", "y", "z"])))
-    cases["the card says input"] = ["-m", str(liar)]
+    cases["the card says stems is"] = ["-m", str(liar)]
     for text, extra in cases.items():
         res = run_cli("file", str(song), "-o", str(tmp_path / "o"), "-q", *extra)
         assert res.returncode == 1, text

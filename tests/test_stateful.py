@@ -1,0 +1,122 @@
+"""The stateful kind (causal TCN): streamed invokes equal the full-sequence model, in Keras, in
+TFLite and through the engine; its card is checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_TCN, music
+
+from rtsep.engine import Separator
+from rtsep.errors import ModelError
+from rtsep.framing import frame_signal, overlap_add
+from rtsep.modelcard import read_card, write_card
+
+
+def test_streaming_twin_equals_full_sequence_in_keras() -> None:
+    import keras
+
+    from rtsep.models.tcn import build_tcn, receptive_field, state_size
+
+    keras.utils.set_random_seed(3)
+    full = build_tcn(stems=3, **TINY_TCN)
+    assert receptive_field(TINY_TCN) == 15
+    assert state_size(TINY_TCN) == 2 * (1 + 2 + 4) * TINY_TCN["hidden"]
+    x = np.random.default_rng(0).normal(0, 0.3, (2, 60, 64)).astype(np.float32)
+    ref = np.asarray(full(x))
+    for f in (1, 3, 20):  # any chunking gives the same frames
+        twin = build_tcn(stems=3, stream_frames=f, **TINY_TCN)
+        twin.set_weights(full.get_weights())
+        state = np.zeros((2, state_size(TINY_TCN)), np.float32)
+        got = []
+        for k in range(0, 60, f):
+            out = twin([x[:, k:k + f], state])
+            got.append(np.asarray(out["stems"]))
+            state = np.asarray(out["next_state"])
+        assert np.abs(np.concatenate(got, 1) - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_causal_output_ignores_the_future() -> None:
+    import keras
+
+    from rtsep.models.tcn import build_tcn
+
+    keras.utils.set_random_seed(4)
+    model = build_tcn(stems=2, **TINY_TCN)
+    x = np.random.default_rng(1).normal(0, 0.3, (1, 40, 64)).astype(np.float32)
+    y = x.copy()
+    y[:, 30:] = 0.0  # change only frames 30..39
+    a, b = np.asarray(model(x)), np.asarray(model(y))
+    assert np.abs(a[:, :30] - b[:, :30]).max() == 0.0
+    assert np.abs(a[:, 30:] - b[:, 30:]).max() > 0.0
+
+
+def test_card_and_parity(tiny_tcn: tuple[Path, object]) -> None:
+    from rtsep.convert.cli import example_audio
+    from rtsep.convert.parity import check
+
+    path, model = tiny_tcn
+    card = read_card(path)
+    assert card.stateful and card.context_frames == card.out_frames == 4
+    assert card.state_size == 2 * (1 + 2 + 4) * TINY_TCN["hidden"]
+    assert card.raw["state"]["receptive_field_frames"] == 15
+    report = check(model, path, example_audio(), "none")
+    assert report.ok, report.line()
+
+
+def test_engine_equals_the_full_sequence_model(tiny_tcn: tuple[Path, object]) -> None:
+    """The definition, independent of the engine: frame each channel, run the Keras model on
+    the whole sequence at once, overlap-add, delay by the latency."""
+    path, model = tiny_tcn
+    x = music(0.2, channels=2, seed=5)
+    sep = Separator.load(path).prepare(44100, 100, 2)
+    got = sep.process(x)
+    latency = sep.latency_samples
+    assert latency == 63 + 3 * 32
+    ref = np.zeros_like(got)
+    for ch in range(2):
+        frames = frame_signal(x[:, ch], 32)
+        est = np.asarray(model(frames[None]))[0].transpose(1, 0, 2)  # [stems, frames, 64]
+        ref[:, latency:, ch] = overlap_add(est, 32, len(x))[:, :len(x) - latency]
+    assert np.abs(got).max() > 1e-3
+    assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_stems_add_up_to_the_input(tiny_tcn: tuple[Path, object]) -> None:
+    x = music(0.2, channels=1, seed=6)
+    stems = Separator.load(tiny_tcn[0]).separate(x, block=512)
+    assert np.abs(stems.sum(axis=0) - x).max() <= 1e-4
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"out_frames": 2}, "context_frames == out_frames"),
+    ({"state": None}, "state.size"),
+    ({"signature": {"key": "serving_default", "input": "frames", "output": "stems"}},
+     "state_input"),
+])
+def test_bad_stateful_cards_are_refused(tiny_tcn: tuple[Path, object], tmp_path: Path,
+                                        change: dict, message: str) -> None:
+    src = tiny_tcn[0]
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    raw = json.loads(src.with_suffix(".json").read_text())
+    raw.update(change)
+    write_card(dst, {k: v for k, v in raw.items() if k not in ("format", "sha256")})
+    with pytest.raises(ModelError, match=message):
+        read_card(dst)
+
+
+def test_graph_without_state_is_refused(tiny_model: Path, tiny_tcn: tuple[Path, object],
+                                        tmp_path: Path) -> None:
+    """A card that says stateful beside a window graph: one clear error, before any audio."""
+    dst = tmp_path / "mixed.tflite"
+    shutil.copy(tiny_model, dst)
+    raw = json.loads(tiny_tcn[0].with_suffix(".json").read_text())
+    raw["context_frames"] = raw["out_frames"] = 2
+    write_card(dst, {k: v for k, v in raw.items() if k not in ("format", "sha256")})
+    with pytest.raises(ModelError, match="the card says inputs"):
+        Separator.load(dst)
