@@ -3,7 +3,9 @@ card (JSON beside the .tflite, and a human-readable ``<name>.md``) into ``models
 
     python -m rtsep.models.ship RUN_DIR --name NAME [--out-frames F] [--lookahead-frames L]
 
-Every number in the card is measured here, on the validation songs, with the command recorded.
+Every number in the card is measured here, on the validation songs, with the command recorded;
+``live_block`` (the default block of ``rtsep live``) is the smallest of ``--live-blocks`` whose
+real-time-paced run (``rtsep bench``'s timing) had no late block, with every candidate's count.
 """
 
 from __future__ import annotations
@@ -29,16 +31,27 @@ SHIPPED = Path(__file__).resolve().parent / "shipped"
 def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
     t = card["training"]
     lat = card["latency_samples"]
+    if card["kind"] == "stateful":
+        st = card["state"]
+        shape = (f"stateful model (causal; receptive field {st['receptive_field_frames']} "
+                 f"frames, {st['size']} floats of state per channel), "
+                 f"{card['out_frames']} new frames per invoke")
+    else:
+        shape = (f"window model with {card['context_frames']} frames of context,\n  "
+                 f"{card['out_frames']} output frames per invoke, {card['lookahead_frames']} "
+                 "frames of lookahead")
+    live = card.get("live_block_measured")
+    live_line = (f"\n- **Live block**: {card['live_block']} samples by default: {live}"
+                 if live else "")
     return f"""# {card['name']}
 
 {card.get('description', '')}
 
 - **Variant**: `{card['variant']}`, config `{json.dumps(card['architecture']['config'])}`
 - **Stems**: {', '.join(card['stems'])}; {card['sample_rate']} Hz; frames of 64 at hop
-  {card['hop']}; window model with {card['context_frames']} frames of context,
-  {card['out_frames']} output frames per invoke, {card['lookahead_frames']} frames of lookahead
+  {card['hop']}; {shape}
 - **Algorithmic latency**: {lat} samples = {lat / card['sample_rate'] * 1000:.1f} ms
-  (63 + lookahead x hop + (out_frames - 1) x hop)
+  (63 + lookahead x hop + (out_frames - 1) x hop){live_line}
 - **Stems add up to the input**: {card['sums_to_input']}
 - **Training data**: `{t.get('data')}` ({t.get('train_songs')} training song versions; validation
   songs {', '.join(t.get('valid_songs', []))}; see models/data/DATA.md)
@@ -76,6 +89,27 @@ def latest_checkpoint(run: Path, model: Any, tcard: dict) -> tuple[Any, dict]:
     return model, {**tcard, "training": training}
 
 
+def measure_live_block(tflite: Path, blocks: list[int], seconds: float) -> tuple[int, str]:
+    """The smallest block with no late block when paced at real time (stereo, 1 thread), and
+    the measurement as one line for the card."""
+    from rtsep.bench import block_timing, machine
+    from rtsep.engine import Separator
+
+    sep = Separator.load(tflite)
+    parts, chosen = [], None
+    for block in sorted(blocks):
+        r = block_timing(sep, block, seconds)
+        parts.append(f"{block}: {r['late_blocks']} late of {r['blocks']} (p99 "
+                     f"{r['block_compute_us']['p99']:.0f} us of {r['block_budget_us']:.0f})")
+        if chosen is None and r["late_blocks"] == 0:
+            chosen = block
+    if chosen is None:
+        chosen = max(blocks)
+    line = (f"`rtsep bench -m {tflite.stem} --block B --seconds {seconds:g} --no-file` (paced at "
+            f"real time, stereo, 1 thread, {machine()}): " + "; ".join(parts))
+    return chosen, line
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rtsep.models.ship")
     p.add_argument("run", type=Path)
@@ -87,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quantize", default="none")
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--dest", type=Path, default=SHIPPED)
+    p.add_argument("--live-blocks", default="64,128,256",
+                   help="candidate live blocks to measure (comma-separated)")
+    p.add_argument("--live-seconds", type=float, default=20.0)
     p.add_argument("--latest", action="store_true",
                    help="ship the last epoch (last.keras, or the last checkpoint) instead of "
                         "the best validation-loss epoch")
@@ -124,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     raw["validation"] = {"command": eval_cmd, "songs": list(ej["songs"]),
                          "sdr_db": ej["sdr_db"], "sdr_over_floor_db": ej["sdr_over_floor_db"],
                          "means": ej["means"], "parity": report.line()}
+    raw["live_block"], raw["live_block_measured"] = measure_live_block(
+        out, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
     raw.pop("sha256")
     raw.pop("format")
     write_card(out, raw)

@@ -57,7 +57,7 @@ def window_samples(context: int, hop: int) -> int:
     return (context - 1) * hop + FRAME
 
 
-LOSSES = ("mae", "sdr")
+LOSSES = ("mae", "mae-stem", "sdr")
 
 
 def ola_loss_fn(hop: int, context: int, kind: str = "mae") -> Any:
@@ -67,7 +67,10 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae") -> Any:
     ``mae``: the seed's mean absolute error. ``sdr``: minus the MDX-form SDR per example and
     stem, averaged: every stem counts the same whatever its level (drums are mixed 10-20 dB
     below the rest in the rendered data, so MAE nearly ignores them). A small floor relative to
-    the mixture's energy keeps silent targets from dominating."""
+    the mixture's energy keeps silent targets from dominating. ``mae-stem``: the MAE of each
+    stem divided by that stem's mean absolute level over the batch, averaged over stems: every
+    stem counts the same, without ``sdr``'s per-example ratios (silent excerpts cannot
+    dominate a whole batch)."""
     import tensorflow as tf
 
     if kind not in LOSSES:
@@ -81,6 +84,10 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae") -> Any:
         s = target[..., lo:hi]
         if kind == "mae":
             return tf.reduce_mean(tf.abs(y - s))
+        if kind == "mae-stem":
+            err = tf.reduce_mean(tf.abs(y - s), axis=[0, 2])  # [stems]
+            level = tf.reduce_mean(tf.abs(s), axis=[0, 2]) + 1e-4
+            return tf.reduce_mean(err / level)
         mix_energy = tf.reduce_sum(tf.square(tf.reduce_sum(s, axis=1)), axis=-1, keepdims=True)
         floor = 1e-3 * mix_energy / float(s.shape[1]) + 1e-8  # [batch, 1]
         err = tf.reduce_sum(tf.square(y - s), axis=-1) + floor
@@ -183,6 +190,11 @@ def train(args: argparse.Namespace) -> Path:
     if recipe["variant"] != "tcn" and context % levels_multiple(filters):
         raise ConfigError(f"--context-frames must be a multiple of {levels_multiple(filters)}")
     length = window_samples(context, args.hop)
+    lookahead = args.lookahead_frames
+    if recipe["variant"] == "tcn" and lookahead:
+        raise ConfigError("the tcn variant is causal: --lookahead-frames must be 0")
+    if lookahead is None:
+        lookahead = 0 if recipe["variant"] == "tcn" else 8
 
     keras.utils.set_random_seed(args.seed)
     model = build(recipe["variant"], **config)
@@ -253,11 +265,13 @@ def train(args: argparse.Namespace) -> Path:
         "variant": recipe["variant"], "config": config, "stems": list(stems),
         "sample_rate": 44100, "hop": hop,
         "runtime": {"context_frames": context, "out_frames": args.out_frames,
-                    "lookahead_frames": args.lookahead_frames},
+                    "lookahead_frames": lookahead},
         "training": {
             "data": str(args.data), "train_songs": len(train_tracks),
             "valid_songs": [t.name for t in val_tracks], "recipe": {
                 "loss": {"mae": "MAE of overlap-added stems",
+                         "mae-stem": "MAE of overlap-added stems, each stem divided by its "
+                                     "mean absolute level in the batch",
                          "sdr": "minus SDR per stem of overlap-added stems"}[args.loss],
                 "optimizer": "Adam", "lr_schedule": state.get("lr_schedule", [[0, args.lr]]),
                 "batch": args.batch, "window_samples": length,
@@ -319,11 +333,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=LOSSES, default="mae",
-                   help="mae (the seed recipe) or sdr (every stem weighs the same)")
+                   help="mae (the seed recipe); mae-stem or sdr (every stem weighs the same)")
     p.add_argument("--hop", type=int, default=32)
     p.add_argument("--context-frames", type=int, default=64)
     p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")
-    p.add_argument("--lookahead-frames", type=int, default=8)
+    p.add_argument("--lookahead-frames", type=int, default=None,
+                   help="runtime default for conversion (default 8; tcn: 0, it is causal)")
     p.add_argument("--stems", default=None, help="comma-separated (default: all in the data)")
     p.add_argument("--filters", default=None, help="comma-separated encoder widths")
     p.add_argument("--config", default=None, help="extra constructor arguments as JSON")

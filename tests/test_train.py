@@ -90,3 +90,25 @@ def test_bad_data_folder_is_one_line_error(tmp_path: Path,
                  str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("rtsep: error: data folder not found") and err.count("\n") == 1
+
+
+def test_tcn_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_data: Path
+                                                        ) -> None:
+    """The causal TCN with the level-normalised loss: the loss goes down, and the converted
+    model is the stateful kind, whose stems add up to the input."""
+    from rtsep.modelcard import read_card
+
+    run = tmp_path / "run"
+    tiny = '{"basis": 16, "bottleneck": 8, "hidden": 8, "dilations": 3, "repeats": 1}'
+    args = ["train", "--data", str(tiny_data), "--variant", "tcn", "--out", str(run),
+            "--loss", "mae-stem", "--context-frames", "64", "--out-frames", "4",
+            "--batch", "4", "--steps-per-epoch", "30", "--val-windows", "16",
+            "--config", tiny, "--threads", "1", "--epochs", "2", "--eval-seconds", "1"]
+    assert main(args) == 0
+    hist = json.loads((run / "state.json").read_text())["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    card = read_card(run / "model.tflite")
+    assert card.stateful and card.out_frames == 4 and card.lookahead_frames == 0
+    assert json.loads((run / "model.json").read_text())["training"]["recipe"]["loss"].startswith(
+        "MAE of overlap-added stems, each stem")
+    assert main([*args[:-4], "--epochs", "3", "--lookahead-frames", "2", "--resume"]) == 1
