@@ -198,6 +198,8 @@ def train(args: argparse.Namespace) -> Path:
 
     keras.utils.set_random_seed(args.seed)
     model = build(recipe["variant"], **config)
+    if args.init and not (args.resume and state_path.exists()):
+        _warm_start(model, Path(args.init), recipe["variant"], config)
     optimizer = keras.optimizers.Adam(args.lr, global_clipnorm=recipe.get("clipnorm"))
     loss_fn = ola_loss_fn(args.hop, context, args.loss)
     hop = args.hop
@@ -278,6 +280,7 @@ def train(args: argparse.Namespace) -> Path:
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
             "command": "rtsep " + " ".join(sys.argv[1:]),
+            **({"init": str(args.init)} if args.init else {}),
         },
     }
     deadline = time.time() + args.hours * 3600 if args.hours else None
@@ -324,6 +327,22 @@ def train(args: argparse.Namespace) -> Path:
     return out / "model.keras"
 
 
+def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]) -> None:
+    """Start from a trained model's weights (fine-tuning, e.g. with another loss): same variant
+    and architecture required."""
+    from .card import load_model
+
+    try:
+        source, card = load_model(init)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--init {init}: cannot load ({e})") from None
+    if card.get("variant") != variant or card.get("config") != config:
+        raise ConfigError(f"--init {init}: variant {card.get('variant')} {card.get('config')} "
+                          f"does not match {variant} {config}")
+    model.set_weights(source.get_weights())
+    print(f"weights from {init} (epoch {card.get('training', {}).get('epochs')})")
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="rendered data folder, or musdb:PATH")
     p.add_argument("--variant", choices=sorted(RECIPES), default="seed")
@@ -347,6 +366,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default all)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", default=None, metavar="MODEL.keras",
+                   help="start from this trained model's weights (same variant and config)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights (e.g. 0.999) and "
                         "validate/save it (default: off)")

@@ -70,6 +70,13 @@ def tiny_tcn(model_dir: Path) -> tuple[Path, object]:
     return build_and_convert(model_dir, "tiny-tcn", variant="tcn", out_frames=4)
 
 
+@pytest.fixture(params=["window", "stateful"])
+def either_model(request: pytest.FixtureRequest, tiny_model: Path,
+                 tiny_tcn: tuple[Path, object]) -> Path:
+    """The engine's contract holds for both model kinds."""
+    return tiny_model if request.param == "window" else tiny_tcn[0]
+
+
 @pytest.fixture(scope="session")
 def identity_model(model_dir: Path) -> Path:
     return make_model(model_dir, "identity", stems=("all",), identity=True, lookahead=1,

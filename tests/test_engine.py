@@ -59,13 +59,6 @@ def first_mismatch(a: np.ndarray, b: np.ndarray, tol: float) -> str:
     return f"stem {s}, sample {i}, channel {c}: {a[s, i, c]} != {b[s, i, c]}"
 
 
-@pytest.fixture(params=["window", "stateful"])
-def either_model(request: pytest.FixtureRequest, tiny_model: Path,
-                 tiny_tcn: tuple[Path, object]) -> Path:
-    """The engine's contract holds for both model kinds."""
-    return tiny_model if request.param == "window" else tiny_tcn[0]
-
-
 @pytest.fixture(scope="module")
 def signal() -> np.ndarray:
     return music(0.25, channels=2, seed=1)
