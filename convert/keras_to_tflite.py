@@ -160,9 +160,11 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
     if is_stateful(train_card):
         from rtsep.models.tcn import receptive_field, state_size
 
-        if lookahead:
-            raise ValueError(f"a {train_card['variant']} model is causal: lookahead_frames "
-                             f"must be 0, got {lookahead}")
+        built_in = int(train_card["config"].get("lookahead", 0))
+        if lookahead_frames is not None and lookahead_frames != built_in:
+            raise ValueError(f"this {train_card['variant']} model's lookahead is {built_in} "
+                             f"frames (part of the model), not {lookahead_frames}")
+        lookahead = built_in
         context = frames_out  # each invoke takes exactly the new frames
         wrapped = stream_model(model, train_card, frames_out)
         cfg = train_card["config"]

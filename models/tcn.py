@@ -60,44 +60,79 @@ def dilation_rates(config: dict[str, Any]) -> list[int]:
     return [2 ** i for i in range(x)] * r
 
 
+def _analysis_past(config: dict[str, Any]) -> int:
+    """Past frames the encoder reads: ``analysis_frames`` contiguous 64-sample frames are every
+    other frame at hop 32, so a window of (A - 1) * 2 past frames plus the current one."""
+    return (int(config.get("analysis_frames", 1)) - 1) * 2
+
+
 def state_size(config: dict[str, Any]) -> int:
-    """Floats of state per channel: every dilated convolution's past input."""
+    """Floats of state per channel: the encoder's past frames, every dilated convolution's
+    past input, and the delay line of the input frames (for the residual stem)."""
     k, hidden = int(config.get("kernel", 3)), int(config.get("hidden", 128))
-    return sum((k - 1) * d * hidden for d in dilation_rates(config))
+    return (_analysis_past(config) * FRAME
+            + sum((k - 1) * d * hidden for d in dilation_rates(config))
+            + int(config.get("lookahead", 0)) * FRAME)
 
 
 def receptive_field(config: dict[str, Any]) -> int:
-    """Frames (including the current one) that one output frame depends on."""
+    """Frames (including the current one) that one output step depends on."""
     k = int(config.get("kernel", 3))
-    return 1 + sum((k - 1) * d for d in dilation_rates(config))
+    return 1 + _analysis_past(config) + sum((k - 1) * d for d in dilation_rates(config))
+
+
+class _Past:
+    """Gives a causal layer its past frames: zero padding in the full-sequence model, a slice
+    of the packed state (and the new state's part) in the streaming twin."""
+
+    def __init__(self, state_in: Any | None) -> None:
+        self.state_in, self.offset, self.new_state = state_in, 0, []
+
+    def __call__(self, x: Any, past: int, channels: int, name: str) -> Any:
+        if self.state_in is None:
+            return layers.ZeroPadding1D((past, 0), name=f"{name}_pad")(x)
+        prev = TakeState(self.offset, past, channels, name=f"{name}_state")(self.state_in)
+        joined = layers.Concatenate(axis=1, name=f"{name}_join")([prev, x])
+        self.new_state.append(KeepLast(past, name=f"{name}_keep")(joined))
+        self.offset += past * channels
+        return joined
 
 
 def build_tcn(stems: int = 3, context_frames: int | None = None, basis: int = 256,
               bottleneck: int = 64, hidden: int = 128, dilations: int = 8, repeats: int = 2,
               kernel: int = 3, mask: str = "sigmoid", residual_last: bool = True,
+              analysis_frames: int = 1, lookahead: int = 0,
               stream_frames: int | None = None) -> keras.Model:
     """Filterbank encoder -> LayerNorm -> bottleneck -> ``repeats`` x ``dilations`` residual
     blocks (1x1 conv, PReLU, LayerNorm, causal depthwise conv dilated 2**i, PReLU, LayerNorm,
-    1x1 conv) -> masks over the basis -> shared decoder. ``stream_frames``: the streaming twin."""
-    config = {"dilations": dilations, "repeats": repeats, "kernel": kernel, "hidden": hidden}
+    1x1 conv) -> masks over the basis -> shared decoder. ``stream_frames``: the streaming twin.
+
+    ``analysis_frames`` A > 1: each basis channel reads A contiguous frames (64*A samples
+    ending at the newest frame) instead of one: the frequency resolution a bass line needs.
+    ``lookahead`` L: the output at step t is frame t - L, synthesised from an analysis window
+    that extends L frames past it: a linear-phase filter needs that delay (a causal one shifts
+    the phase of what it separates, and SDR counts the shift as error)."""
+    config = {"dilations": dilations, "repeats": repeats, "kernel": kernel, "hidden": hidden,
+              "analysis_frames": analysis_frames, "lookahead": lookahead}
+    if lookahead and analysis_frames * 2 - 1 <= lookahead:
+        raise ValueError(f"lookahead {lookahead} must lie inside the analysis window "
+                         f"({analysis_frames * 2 - 1} frames)")
     frames = keras.Input((stream_frames or context_frames, FRAME), name="frames")
     state_in = keras.Input((state_size(config),), name="state") if stream_frames else None
-    enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
+    past = _Past(state_in)
+    if analysis_frames > 1:
+        x = past(frames, _analysis_past(config), FRAME, "enc")
+        enc = layers.Conv1D(basis, analysis_frames, dilation_rate=2, padding="valid",
+                            activation="relu", name="fb_encoder")(x)
+    else:
+        enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
     x = layers.LayerNormalization(name="in_norm")(enc)
     x = layers.Dense(bottleneck, name="bottleneck")(x)
-    offset, new_state = 0, []
     for i, d in enumerate(dilation_rates(config)):
         y = layers.Dense(hidden, name=f"b{i}_in")(x)
         y = layers.PReLU(shared_axes=[1], name=f"b{i}_act1")(y)
         y = layers.LayerNormalization(name=f"b{i}_norm1")(y)
-        past = (kernel - 1) * d
-        if stream_frames:
-            prev = TakeState(offset, past, hidden, name=f"b{i}_state")(state_in)
-            y = layers.Concatenate(axis=1, name=f"b{i}_join")([prev, y])
-            new_state.append(KeepLast(past, name=f"b{i}_keep")(y))
-            offset += past * hidden
-        else:
-            y = layers.ZeroPadding1D((past, 0), name=f"b{i}_pad")(y)
+        y = past(y, (kernel - 1) * d, hidden, f"b{i}")
         y = layers.DepthwiseConv1D(kernel, dilation_rate=d, padding="valid",
                                    name=f"b{i}_dconv")(y)
         y = layers.PReLU(shared_axes=[1], name=f"b{i}_act2")(y)
@@ -111,10 +146,15 @@ def build_tcn(stems: int = 3, context_frames: int | None = None, basis: int = 25
     masked = ApplyMask(name="apply_mask")(m, enc)
     out = layers.Dense(FRAME, use_bias=False, name="fb_decoder")(masked)
     if residual_last:
-        out = ResidualLast(name="residual_last")(frames, out)
+        delayed = frames
+        if lookahead:  # the input frame the output step stands for: frame t - L
+            delayed = layers.Cropping1D((0, lookahead), name="delay_crop")(
+                past(frames, lookahead, FRAME, "delay"))
+        out = ResidualLast(name="residual_last")(delayed, out)
     if not stream_frames:
         return keras.Model(frames, out, name="tcn")
-    state_out = layers.Concatenate(axis=1, name="state_out")(new_state)
+    parts = past.new_state
+    state_out = parts[0] if len(parts) == 1 else layers.Concatenate(axis=1, name="state_out")(
+        parts)
     return keras.Model([frames, state_in], {"stems": out, "next_state": state_out},
                        name="tcn_stream")
-

@@ -60,9 +60,11 @@ def window_samples(context: int, hop: int) -> int:
 LOSSES = ("mae", "mae-stem", "sdr")
 
 
-def ola_loss_fn(hop: int, context: int, kind: str = "mae") -> Any:
+def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> Any:
     """Loss between the overlap-added estimate and the target stems over the samples every
     frame covers. est [batch, T, stems, 64] (model output), target [batch, stems, samples].
+    ``delay``: output step t estimates frame t - delay (a stateful model with lookahead), so
+    the first ``delay`` steps are dropped and the last ``delay`` frames have no estimate.
 
     ``mae``: the seed's mean absolute error. ``sdr``: minus the MDX-form SDR per example and
     stem, averaged: every stem counts the same whatever its level (drums are mixed 10-20 dB
@@ -76,10 +78,10 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae") -> Any:
     if kind not in LOSSES:
         raise ConfigError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
     w = tf.constant(synthesis_window(hop))
-    lo, hi = FRAME - hop, window_samples(context, hop) - (FRAME - hop)
+    lo, hi = FRAME - hop, window_samples(context - delay, hop) - (FRAME - hop)
 
     def loss(target: Any, est: Any) -> Any:
-        frames = tf.transpose(est, [0, 2, 1, 3]) * w  # [batch, stems, T, 64]
+        frames = tf.transpose(est[:, delay:], [0, 2, 1, 3]) * w  # [batch, stems, T', 64]
         y = tf.signal.overlap_and_add(frames, hop)[..., lo:hi]
         s = target[..., lo:hi]
         if kind == "mae":
@@ -191,17 +193,22 @@ def train(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--context-frames must be a multiple of {levels_multiple(filters)}")
     length = window_samples(context, args.hop)
     lookahead = args.lookahead_frames
-    if recipe["variant"] == "tcn" and lookahead:
-        raise ConfigError("the tcn variant is causal: --lookahead-frames must be 0")
-    if lookahead is None:
-        lookahead = 0 if recipe["variant"] == "tcn" else 8
+    if recipe["variant"] == "tcn":  # its lookahead is built in: config "lookahead"
+        built_in = int(config.get("lookahead", 0))
+        if lookahead not in (None, built_in):
+            raise ConfigError(f"the tcn variant's lookahead is part of the model (--config "
+                              f"'{{\"lookahead\": L}}', here {built_in}); --lookahead-frames "
+                              f"{lookahead} does not match it")
+        lookahead = built_in
+    elif lookahead is None:
+        lookahead = 8
 
     keras.utils.set_random_seed(args.seed)
     model = build(recipe["variant"], **config)
     if args.init and not (args.resume and state_path.exists()):
         _warm_start(model, Path(args.init), recipe["variant"], config)
     optimizer = keras.optimizers.Adam(args.lr, global_clipnorm=recipe.get("clipnorm"))
-    loss_fn = ola_loss_fn(args.hop, context, args.loss)
+    loss_fn = ola_loss_fn(args.hop, context, args.loss, delay=int(config.get("lookahead", 0)))
     hop = args.hop
 
     # Exponential moving average of the weights (BatchNorm statistics included): validation,

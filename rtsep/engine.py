@@ -206,8 +206,9 @@ class Separator:
             self._windows += 1
             newest = self._windows * c.out_frames - 1  # global index of the newest frame
             first = newest - c.lookahead_frames - c.out_frames + 1
-            if first + c.out_frames <= 0:
+            if first + c.out_frames <= 0 and not c.stateful:
                 continue  # all its output frames lie before the stream: silence
+                # (a stateful model runs anyway: its state must see every frame)
             view = runner.input_view()
             kernels.gather_windows(self._hist, c.hop, view, pending * self._channels)
             del view

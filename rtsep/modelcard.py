@@ -151,22 +151,22 @@ def _check_geometry(name: str, raw: dict[str, Any]) -> None:
     if raw["sample_rate"] <= 0:
         raise ModelError(f"{name}: sample_rate should be positive, found {raw['sample_rate']}")
     c, f, la = raw["context_frames"], raw["out_frames"], raw["lookahead_frames"]
-    if c < 1 or f < 1 or la < 0 or f + la > c:
+    if c < 1 or f < 1 or la < 0 or (f + la > c and raw["kind"] == "window"):
         raise ModelError(f"{name}: need 1 <= out_frames and out_frames + lookahead_frames <= "
                          f"context_frames, found out_frames={f}, lookahead_frames={la}, "
                          f"context_frames={c}")
 
 
 def _check_state(name: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A stateful model's invoke takes exactly the new frames (context == out_frames, no
-    lookahead) plus ``state[batch, size]`` and returns the next state under its own key."""
+    """A stateful model's invoke takes exactly the new frames (context == out_frames) plus
+    ``state[batch, size]`` and returns the next state under its own key; with lookahead L its
+    outputs are the frames L before the newest (it keeps the delay line in its state)."""
     if raw["kind"] != "stateful":
         return {}
-    c, f, la = raw["context_frames"], raw["out_frames"], raw["lookahead_frames"]
-    if c != f or la != 0:
-        raise ModelError(f"{name}: a stateful model needs context_frames == out_frames and no "
-                         f"lookahead, found context_frames={c}, out_frames={f}, "
-                         f"lookahead_frames={la}")
+    c, f = raw["context_frames"], raw["out_frames"]
+    if c != f:
+        raise ModelError(f"{name}: a stateful model needs context_frames == out_frames, found "
+                         f"context_frames={c}, out_frames={f}")
     st, sig = raw.get("state"), raw["signature"]
     if not isinstance(st, dict) or not isinstance(st.get("size"), int) or st["size"] < 1:
         raise ModelError(f"{name}: a stateful model needs state.size (a positive integer), "

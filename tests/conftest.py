@@ -21,11 +21,13 @@ TINY_TCN = {"basis": 16, "bottleneck": 8, "hidden": 8, "dilations": 3, "repeats"
 
 
 def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"),
-                      hop: int = 32, context: int = 8, out_frames: int = 2, lookahead: int = 2,
+                      hop: int = 32, context: int = 8, out_frames: int = 2,
+                      lookahead: int | None = None,
                       filters: tuple[int, ...] = (4, 8), identity: bool = False,
                       variant: str = "seed", seed: int = 0, **config) -> tuple[Path, object]:
     """Build a small model (a U-Net, or a ``tcn`` with ``TINY_TCN``'s size), convert it and
-    write its card; returns the .tflite path and the Keras full-sequence model.
+    write its card; returns the .tflite path and the Keras full-sequence model. ``lookahead``
+    defaults to 2 frames for a U-Net, 0 for a tcn.
 
     ``identity``: the last layer's kernel is zero and its bias large, so every sigmoid mask is
     exactly 1.0 in float32 and the model returns its input frames."""
@@ -35,10 +37,11 @@ def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b
     from rtsep.models.unet import build
 
     keras.utils.set_random_seed(seed)
-    if variant == "tcn":
-        cfg = {"stems": len(stems), **TINY_TCN, **config}
-        lookahead = 0
+    if variant == "tcn":  # its lookahead is part of the model
+        lookahead = lookahead or 0
+        cfg = {"stems": len(stems), **TINY_TCN, **config, "lookahead": lookahead}
     else:
+        lookahead = 2 if lookahead is None else lookahead
         cfg = {"stems": len(stems), "filters": list(filters), **config}
     model = build(variant, **cfg)
     if identity:
@@ -70,11 +73,21 @@ def tiny_tcn(model_dir: Path) -> tuple[Path, object]:
     return build_and_convert(model_dir, "tiny-tcn", variant="tcn", out_frames=4)
 
 
-@pytest.fixture(params=["window", "stateful"])
+@pytest.fixture(scope="session")
+def tiny_tcn_lookahead(model_dir: Path) -> tuple[Path, object]:
+    """Stateful with lookahead: 2 contiguous analysis frames, output 2 frames behind the
+    newest, 3 new frames per invoke (latency 63 + 2*32 + 2*32 = 191)."""
+    return build_and_convert(model_dir, "tiny-tcn-la", variant="tcn", out_frames=3,
+                             analysis_frames=2, lookahead=2)
+
+
+@pytest.fixture(params=["window", "stateful", "stateful-lookahead"])
 def either_model(request: pytest.FixtureRequest, tiny_model: Path,
-                 tiny_tcn: tuple[Path, object]) -> Path:
-    """The engine's contract holds for both model kinds."""
-    return tiny_model if request.param == "window" else tiny_tcn[0]
+                 tiny_tcn: tuple[Path, object], tiny_tcn_lookahead: tuple[Path, object]
+                 ) -> Path:
+    """The engine's contract holds for every model kind."""
+    return {"window": tiny_model, "stateful": tiny_tcn[0],
+            "stateful-lookahead": tiny_tcn_lookahead[0]}[request.param]
 
 
 @pytest.fixture(scope="session")

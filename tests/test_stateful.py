@@ -68,32 +68,46 @@ def test_card_and_parity(tiny_tcn: tuple[Path, object]) -> None:
     assert report.ok, report.line()
 
 
-def test_engine_equals_the_full_sequence_model(tiny_tcn: tuple[Path, object]) -> None:
+@pytest.mark.parametrize("which, latency", [("tiny_tcn", 63 + 3 * 32),
+                                            ("tiny_tcn_lookahead", 63 + 2 * 32 + 2 * 32)])
+def test_engine_equals_the_full_sequence_model(which: str, latency: int,
+                                               request: pytest.FixtureRequest) -> None:
     """The definition, independent of the engine: frame each channel, run the Keras model on
-    the whole sequence at once, overlap-add, delay by the latency."""
-    path, model = tiny_tcn
+    the whole sequence at once (output step t is frame t - lookahead), overlap-add, delay by
+    the latency."""
+    path, model = request.getfixturevalue(which)
+    la = read_card(path).lookahead_frames
     x = music(0.2, channels=2, seed=5)
     sep = Separator.load(path).prepare(44100, 100, 2)
     got = sep.process(x)
-    latency = sep.latency_samples
-    assert latency == 63 + 3 * 32
+    assert sep.latency_samples == latency
     ref = np.zeros_like(got)
     for ch in range(2):
         frames = frame_signal(x[:, ch], 32)
-        est = np.asarray(model(frames[None]))[0].transpose(1, 0, 2)  # [stems, frames, 64]
+        frames = np.concatenate([frames, np.zeros((la, 64), np.float32)])
+        est = np.asarray(model(frames[None]))[0, la:].transpose(1, 0, 2)  # [stems, frames, 64]
         ref[:, latency:, ch] = overlap_add(est, 32, len(x))[:, :len(x) - latency]
     assert np.abs(got).max() > 1e-3
     assert np.abs(got - ref).max() <= 1e-5
 
 
-def test_stems_add_up_to_the_input(tiny_tcn: tuple[Path, object]) -> None:
+@pytest.mark.parametrize("which", ["tiny_tcn", "tiny_tcn_lookahead"])
+def test_stems_add_up_to_the_input(which: str, request: pytest.FixtureRequest) -> None:
     x = music(0.2, channels=1, seed=6)
-    stems = Separator.load(tiny_tcn[0]).separate(x, block=512)
+    stems = Separator.load(request.getfixturevalue(which)[0]).separate(x, block=512)
     assert np.abs(stems.sum(axis=0) - x).max() <= 1e-4
+
+
+def test_lookahead_must_lie_inside_the_analysis_window() -> None:
+    from rtsep.models.tcn import build_tcn
+
+    with pytest.raises(ValueError, match="inside the analysis window"):
+        build_tcn(stems=2, analysis_frames=2, lookahead=3, **TINY_TCN)
 
 
 @pytest.mark.parametrize("change, message", [
     ({"out_frames": 2}, "context_frames == out_frames"),
+    ({"lookahead_frames": -1}, "lookahead_frames"),
     ({"state": None}, "state.size"),
     ({"signature": {"key": "serving_default", "input": "frames", "output": "stems"}},
      "state_input"),
