@@ -21,6 +21,7 @@ from rtsep.convert.cli import example_audio
 from rtsep.convert.keras_to_tflite import convert
 from rtsep.convert.parity import check
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
+from rtsep.framing import latency_terms
 from rtsep.modelcard import read_card, write_card
 
 from .card import load_model
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     raw.pop("format")
     write_card(out, raw)
     card = json.loads(out.with_suffix(".json").read_text())
-    card["latency_samples"] = 63 + (rc.lookahead_frames + rc.out_frames - 1) * rc.hop
+    card["latency_samples"] = sum(latency_terms(rc.hop, rc.lookahead_frames, rc.out_frames,
+                                                rc.frame).values())
     ship_cmd = "python -m rtsep.models.ship " + " ".join(argv or sys.argv[1:])
     (args.dest / f"{args.name}.md").write_text(card_markdown(card, table, eval_cmd, ship_cmd))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB)")

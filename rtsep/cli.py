@@ -22,6 +22,7 @@ def _cmd_file(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from .framing import latency_terms
     from .modelcard import DEFAULT_MODEL, read_card, shipped_models
 
     cards = []
@@ -39,9 +40,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
         default = " (default)" if c["name"] == DEFAULT_MODEL else ""
         sdr = c.get("validation", {}).get("sdr_over_floor_db", {})
         sdr_txt = ", ".join(f"{k} {v:+.1f}" for k, v in sdr.items()) if sdr else "not measured"
+        if c["kind"] == "stateful":
+            past = f"stateful, past {c['state']['receptive_field_frames']} frames"
+        else:
+            past = f"context {c['context_frames']} frames"
+        lat = sum(latency_terms(c["hop"], c["lookahead_frames"], c["out_frames"],
+                                c["frame"]).values())
         print(f"{c['name']}{default}: variant {c['variant']}, stems {','.join(c['stems'])}, "
-              f"{c['sample_rate']} Hz, hop {c['hop']}, context {c['context_frames']} frames, "
-              f"lookahead {c['lookahead_frames']}, out_frames {c['out_frames']}")
+              f"{c['sample_rate']} Hz, hop {c['hop']}, {past}, lookahead "
+              f"{c['lookahead_frames']}, out_frames {c['out_frames']}, latency {lat} samples")
         if c.get("description"):
             print(f"    {c['description']}")
         print(f"    validation SDR over the constant-gain floor (dB): {sdr_txt}")
