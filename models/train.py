@@ -39,6 +39,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The same with a causal analysis window of 8 frames (288 samples) per basis channel.
     "fbc": {"variant": "fb", "config": {"mask": "sigmoid", "residual_last": True,
                                          "basis": 256, "analysis_frames": 8}},
+    # A 512-sample analysis window centred on each frame (needs lookahead 8 at run time).
+    "fbx": {"variant": "fb", "config": {"mask": "sigmoid", "residual_last": True,
+                                         "basis": 256, "analysis_frames": 8,
+                                         "analysis": "centered"}},
     # Causal dilated TCN (models/tcn.py): 0.74 s of past context, streams with state. Trained
     # on long excerpts (every frame in the loss); gradients clipped like Conv-TasNet's.
     "tcn": {"variant": "tcn", "config": {"mask": "sigmoid", "residual_last": True,

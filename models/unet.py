@@ -113,14 +113,22 @@ def build_seed(stems: int = 3, context_frames: int | None = None,
 def build_fb(stems: int = 3, context_frames: int | None = None,
              filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512), kernel: int = 5,
              dropout: float = 0.5, mask: str = "sigmoid", residual_last: bool = False,
-             basis: int = 256, analysis_frames: int = 1) -> keras.Model:
+             basis: int = 256, analysis_frames: int = 1, analysis: str = "causal"
+             ) -> keras.Model:
     """The seed U-Net behind a learned filterbank (encoder basis channels, shared decoder).
 
-    ``analysis_frames`` > 1 makes the encoder a causal convolution over the current and the
-    previous frames: a longer analysis window (frequency resolution for bass, whose periods
-    are 400-1100 samples) at no cost in latency, since it only looks into the past."""
+    ``analysis_frames`` > 1 makes the encoder a convolution over several frames: a longer
+    analysis window (frequency resolution for bass, whose periods are 400-1100 samples).
+    ``analysis="causal"``: the current and the previous frames (overlapping, 32 * (A + 1)
+    samples), no latency; ``"centered"``: A contiguous frames (every other one, 64 * A samples)
+    centred on the output frame, so the decoder can act as a linear-phase filter; it needs
+    about A frames of lookahead at run time (a causal filter shifts the phase of what it
+    separates, and SDR counts the shift as error)."""
     frames = keras.Input((context_frames, FRAME), name="frames")
-    if analysis_frames > 1:
+    if analysis_frames > 1 and analysis == "centered":
+        enc = layers.Conv1D(basis, analysis_frames, dilation_rate=2, padding="same",
+                            activation="relu", name="fb_encoder")(frames)
+    elif analysis_frames > 1:
         enc = layers.Conv1D(basis, analysis_frames, padding="causal", activation="relu",
                             name="fb_encoder")(frames)
     else:
