@@ -73,6 +73,20 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
+    # --init starts a new run from the trained weights (fine-tuning): it begins where the
+    # first run ended, far below that run's first epoch; another architecture is refused.
+    ft = tmp_path / "ft"
+    tuned = [a if a != str(run) else str(ft) for a in common]
+    assert main([*tuned, "--epochs", "1", "--eval-seconds", "0", "--init",
+                 str(run / "model.keras")]) == 0
+    first = json.loads((ft / "state.json").read_text())["history"][0]
+    assert first["train_loss"] < hist[0]["train_loss"]
+    assert json.loads((ft / "model.json").read_text())["training"]["init"] == str(
+        run / "model.keras")
+    other = [a if a != '{"basis": 32}' else '{"basis": 16}' for a in tuned]
+    assert main([*other, "--out", str(tmp_path / "ft2"), "--epochs", "1", "--eval-seconds",
+                 "0", "--init", str(run / "model.keras")]) == 1
+
     # The trained model converts (parity checked) and its stems add up to the input.
     out = tmp_path / "t.tflite"
     assert main(["convert", str(run / "model.keras"), "-o", str(out)]) == 0
