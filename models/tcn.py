@@ -14,6 +14,7 @@ same order): ``frames[batch, F, 64], state[batch, state_size] -> stems, state``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import keras
@@ -55,29 +56,38 @@ class KeepLast(layers.Layer):
         return {**super().get_config(), "length": self.length}
 
 
+def _geometry(config: dict[str, Any]) -> dict[str, int]:
+    """The config keys that shape the state, with ``build_tcn``'s defaults (one source)."""
+    defaults = inspect.signature(build_tcn).parameters
+    keys = ("dilations", "repeats", "kernel", "hidden", "analysis_frames", "lookahead")
+    return {k: int(config.get(k, defaults[k].default)) for k in keys}
+
+
 def dilation_rates(config: dict[str, Any]) -> list[int]:
-    x, r = int(config.get("dilations", 8)), int(config.get("repeats", 2))
+    g = _geometry(config)
+    x, r = g["dilations"], g["repeats"]
     return [2 ** i for i in range(x)] * r
 
 
 def _analysis_past(config: dict[str, Any]) -> int:
     """Past frames the encoder reads: ``analysis_frames`` contiguous 64-sample frames are every
     other frame at hop 32, so a window of (A - 1) * 2 past frames plus the current one."""
-    return (int(config.get("analysis_frames", 1)) - 1) * 2
+    return (_geometry(config)["analysis_frames"] - 1) * 2
 
 
 def state_size(config: dict[str, Any]) -> int:
     """Floats of state per channel: the encoder's past frames, every dilated convolution's
     past input, and the delay line of the input frames (for the residual stem)."""
-    k, hidden = int(config.get("kernel", 3)), int(config.get("hidden", 128))
+    g = _geometry(config)
+    k, hidden = g["kernel"], g["hidden"]
     return (_analysis_past(config) * FRAME
             + sum((k - 1) * d * hidden for d in dilation_rates(config))
-            + int(config.get("lookahead", 0)) * FRAME)
+            + g["lookahead"] * FRAME)
 
 
 def receptive_field(config: dict[str, Any]) -> int:
     """Frames (including the current one) that one output step depends on."""
-    k = int(config.get("kernel", 3))
+    k = _geometry(config)["kernel"]
     return 1 + _analysis_past(config) + sum((k - 1) * d for d in dilation_rates(config))
 
 

@@ -164,6 +164,8 @@ def train(args: argparse.Namespace) -> Path:
     import keras
     import tensorflow as tf
 
+    from rtsep.convert.keras_to_tflite import is_stateful
+
     from .unet import build, levels_multiple
 
     if args.threads:
@@ -193,11 +195,12 @@ def train(args: argparse.Namespace) -> Path:
         config.update(json.loads(args.config))
     context = args.context_frames
     filters = tuple(config.get("filters", (16, 32, 64, 128, 256, 512)))
-    if recipe["variant"] != "tcn" and context % levels_multiple(filters):
+    stateful = is_stateful(recipe)  # a causal stream model: no U-Net levels, lookahead built in
+    if not stateful and context % levels_multiple(filters):
         raise ConfigError(f"--context-frames must be a multiple of {levels_multiple(filters)}")
     length = window_samples(context, args.hop)
     lookahead = args.lookahead_frames
-    if recipe["variant"] == "tcn":  # its lookahead is built in: config "lookahead"
+    if stateful:  # its lookahead is part of the model: config "lookahead"
         built_in = int(config.get("lookahead", 0))
         if lookahead not in (None, built_in):
             raise ConfigError(f"the tcn variant's lookahead is part of the model (--config "

@@ -206,9 +206,10 @@ class Separator:
             self._windows += 1
             newest = self._windows * c.out_frames - 1  # global index of the newest frame
             first = newest - c.lookahead_frames - c.out_frames + 1
+            # All its output frames lie before the stream: silence, skip it; a stateful model
+            # runs anyway, since its state must see every frame.
             if first + c.out_frames <= 0 and not c.stateful:
-                continue  # all its output frames lie before the stream: silence
-                # (a stateful model runs anyway: its state must see every frame)
+                continue
             view = runner.input_view()
             kernels.gather_windows(self._hist, c.hop, view, pending * self._channels)
             del view
