@@ -61,7 +61,7 @@ def window_samples(context: int, hop: int) -> int:
     return (context - 1) * hop + FRAME
 
 
-LOSSES = ("mae", "mae-stem", "sdr")
+LOSSES = ("mae", "mae-stem", "sdr", "sdr-batch")
 
 
 def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> Any:
@@ -76,7 +76,10 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> An
     the mixture's energy keeps silent targets from dominating. ``mae-stem``: the MAE of each
     stem divided by that stem's mean absolute level over the batch, averaged over stems: every
     stem counts the same, without ``sdr``'s per-example ratios (silent excerpts cannot
-    dominate a whole batch)."""
+    dominate a whole batch). ``sdr-batch``: minus the SDR of each stem over the whole batch
+    (errors and references summed over every example, as the MDX form sums over a song),
+    averaged over stems: the evaluation's measure, with each stem's error weighted by the
+    inverse of its current size."""
     import tensorflow as tf
 
     if kind not in LOSSES:
@@ -94,11 +97,15 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> An
             err = tf.reduce_mean(tf.abs(y - s), axis=[0, 2])  # [stems]
             level = tf.reduce_mean(tf.abs(s), axis=[0, 2]) + 1e-4
             return tf.reduce_mean(err / level)
+        ten_over_ln10 = 4.342944819
+        if kind == "sdr-batch":
+            err = tf.reduce_sum(tf.square(y - s), axis=[0, 2]) + 1e-6  # [stems]
+            ref = tf.reduce_sum(tf.square(s), axis=[0, 2]) + 1e-6
+            return tf.reduce_mean(ten_over_ln10 * (tf.math.log(err) - tf.math.log(ref)))
         mix_energy = tf.reduce_sum(tf.square(tf.reduce_sum(s, axis=1)), axis=-1, keepdims=True)
         floor = 1e-3 * mix_energy / float(s.shape[1]) + 1e-8  # [batch, 1]
         err = tf.reduce_sum(tf.square(y - s), axis=-1) + floor
         ref = tf.reduce_sum(tf.square(s), axis=-1) + floor
-        ten_over_ln10 = 4.342944819
         return tf.reduce_mean(ten_over_ln10 * (tf.math.log(err) - tf.math.log(ref)))
 
     return loss
@@ -288,7 +295,9 @@ def train(args: argparse.Namespace) -> Path:
                 "loss": {"mae": "MAE of overlap-added stems",
                          "mae-stem": "MAE of overlap-added stems, each stem divided by its "
                                      "mean absolute level in the batch",
-                         "sdr": "minus SDR per stem of overlap-added stems"}[args.loss],
+                         "sdr": "minus SDR per example and stem of overlap-added stems",
+                         "sdr-batch": "minus SDR per stem of overlap-added stems over each "
+                                      "batch"}[args.loss],
                 "optimizer": "Adam", "lr_schedule": state.get("lr_schedule", [[0, args.lr]]),
                 "batch": args.batch, "window_samples": length,
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
@@ -366,7 +375,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=LOSSES, default="mae",
-                   help="mae (the seed recipe); mae-stem or sdr (every stem weighs the same)")
+                   help="mae (the seed recipe); mae-stem, sdr or sdr-batch (every stem weighs "
+                   "the same; sdr-batch is the evaluation's SDR over each batch)")
     p.add_argument("--hop", type=int, default=32)
     p.add_argument("--context-frames", type=int, default=64)
     p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")

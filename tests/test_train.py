@@ -41,7 +41,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("loss", ["mae", "sdr"])
+@pytest.mark.parametrize("loss", ["mae", "sdr", "sdr-batch"])
 def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Path,
                                                    loss: str) -> None:
     run = tmp_path / "run"
@@ -126,3 +126,20 @@ def test_tcn_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_da
     assert json.loads((run / "model.json").read_text())["training"]["recipe"]["loss"].startswith(
         "MAE of overlap-added stems, each stem")
     assert main([*args[:-4], "--epochs", "3", "--lookahead-frames", "2", "--resume"]) == 1
+
+
+def test_sdr_batch_loss_is_minus_the_mdx_sdr_per_stem() -> None:
+    """An estimate at half the level of one stem and exact for the other has SDR
+    10 log10(4) = 6.02 dB and (almost) the floor's: the loss is minus their mean."""
+    tf = pytest.importorskip("tensorflow")
+    from rtsep.models.train import frames_of, ola_loss_fn, window_samples
+
+    hop, context = 32, 16
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(4, 2, window_samples(context, hop))).astype(np.float32)
+    frames = tf.stack([frames_of(target[:, k], hop) for k in range(2)], axis=2)  # [b, T, 2, 64]
+    est = frames * tf.constant([0.5, 1.0])[None, None, :, None]
+    loss = float(ola_loss_fn(hop, context, "sdr-batch")(target, est))
+    ref = float(np.sum(target[..., 32:-32] ** 2, axis=(0, 2))[1])
+    exact = 10 * np.log10((ref + 1e-6) / 1e-6)
+    assert loss == pytest.approx(-(10 * np.log10(4) + exact) / 2, abs=0.05)
