@@ -24,9 +24,43 @@ from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.framing import latency_terms
 from rtsep.modelcard import read_card, write_card
 
-from .card import load_model
+from .card import load_card, load_model
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
+
+
+def training_chain(training: dict) -> list[dict]:
+    """This run's training section and those of the runs it started from (``--init``), newest
+    first, so the card can state the whole cost. Older runs recorded only the path."""
+    chain = [training]
+    source = training.get("init")
+    while source:
+        if isinstance(source, str):
+            try:
+                source = load_card(source).get("training", {})
+            except Exception:  # noqa: BLE001 - a moved run: the cost is unknown, say so
+                chain.append({"model": source, "cpu_hours": None})
+                break
+        chain.append(source)
+        source = source.get("init")
+    return chain
+
+
+def cost_line(training: dict) -> str:
+    """'N epochs, S steps, H hours ...' with the hours of every run it started from."""
+    chain = training_chain(training)
+    text = (f"{training.get('epochs')} epochs, {training.get('steps')} steps, "
+            f"{training.get('cpu_hours')} hours of training on a 2-core machine (TensorFlow "
+            "on 1-2 threads, shared with other jobs)")
+    if len(chain) == 1:
+        return text
+    hours = [c.get("cpu_hours") for c in chain]
+    earlier = "; ".join(f"{c.get('epochs')} epochs, {c.get('cpu_hours')} h"
+                        + (f" (`{c['command']}`)" if c.get("command") else "")
+                        for c in chain[1:])
+    total = (f"{sum(hours):.2f} hours in all" if None not in hours
+             else "the whole cost is unknown (a source run's card is missing)")
+    return f"{text}, on top of the run(s) it started from: {earlier}; {total}"
 
 
 def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
@@ -57,8 +91,7 @@ def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
 - **Training data**: `{t.get('data')}` ({t.get('train_songs')} training song versions; validation
   songs {', '.join(t.get('valid_songs', []))}; see models/data/DATA.md)
 - **Recipe**: {json.dumps(t.get('recipe', {}))}
-- **Cost**: {t.get('epochs')} epochs, {t.get('steps')} steps, {t.get('cpu_hours')} hours of
-  training on a 2-core machine (TensorFlow on 1-2 threads, shared with other jobs)
+- **Cost**: {cost_line(t)}
 - **Training command**: `{t.get('command')}`
 - **File**: {card.get('quantize', 'none')} weights, sha256 `{card['sha256']}`
 

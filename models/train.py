@@ -219,8 +219,9 @@ def train(args: argparse.Namespace) -> Path:
 
     keras.utils.set_random_seed(args.seed)
     model = build(recipe["variant"], **config)
+    source = None
     if args.init and not (args.resume and state_path.exists()):
-        _warm_start(model, Path(args.init), recipe["variant"], config)
+        source = _warm_start(model, Path(args.init), recipe["variant"], config)
     optimizer = keras.optimizers.Adam(args.lr, global_clipnorm=recipe.get("clipnorm"))
     loss_fn = ola_loss_fn(args.hop, context, args.loss, delay=int(config.get("lookahead", 0)))
     hop = args.hop
@@ -264,7 +265,8 @@ def train(args: argparse.Namespace) -> Path:
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema)
     manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=2)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val": None, "seconds": 0.0,
-                             "steps": 0, "lr_schedule": [[0, args.lr]], "ema": args.ema}
+                             "steps": 0, "lr_schedule": [[0, args.lr]], "ema": args.ema,
+                             **({"init": source} if source else {})}
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
         ckpt.restore(manager.latest_checkpoint).expect_partial()
@@ -303,7 +305,7 @@ def train(args: argparse.Namespace) -> Path:
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
             "command": "rtsep " + " ".join(sys.argv[1:]),
-            **({"init": str(args.init)} if args.init else {}),
+            **({"init": state["init"]} if state.get("init") else {}),
         },
     }
     deadline = time.time() + args.hours * 3600 if args.hours else None
@@ -350,9 +352,11 @@ def train(args: argparse.Namespace) -> Path:
     return out / "model.keras"
 
 
-def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]) -> None:
+def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
+                ) -> dict[str, Any]:
     """Start from a trained model's weights (fine-tuning, e.g. with another loss): same variant
-    and architecture required."""
+    and architecture required. Returns what the card keeps of the source (path, epochs, cost,
+    and its own source), so a card can state the whole training cost."""
     from .card import load_model
 
     try:
@@ -363,7 +367,10 @@ def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]) ->
         raise ConfigError(f"--init {init}: variant {card.get('variant')} {card.get('config')} "
                           f"does not match {variant} {config}")
     model.set_weights(source.get_weights())
-    print(f"weights from {init} (epoch {card.get('training', {}).get('epochs')})")
+    t = card.get("training", {})
+    print(f"weights from {init} (epoch {t.get('epochs')})")
+    return {"model": str(init), "epochs": t.get("epochs"), "cpu_hours": t.get("cpu_hours"),
+            "command": t.get("command"), **({"init": t["init"]} if t.get("init") else {})}
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:

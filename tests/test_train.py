@@ -81,8 +81,14 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
                  str(run / "model.keras")]) == 0
     first = json.loads((ft / "state.json").read_text())["history"][0]
     assert first["train_loss"] < hist[0]["train_loss"]
-    assert json.loads((ft / "model.json").read_text())["training"]["init"] == str(
-        run / "model.keras")
+    ft_training = json.loads((ft / "model.json").read_text())["training"]
+    source = json.loads((run / "model.json").read_text())["training"]
+    assert ft_training["init"]["model"] == str(run / "model.keras")
+    assert ft_training["init"]["cpu_hours"] == source["cpu_hours"]
+    # The shipped card states the cost of both runs.
+    from rtsep.models.ship import cost_line
+    assert cost_line(ft_training).endswith(
+        f"{ft_training['cpu_hours'] + source['cpu_hours']:.2f} hours in all")
     other = [a if a != '{"basis": 32}' else '{"basis": 16}' for a in tuned]
     assert main([*other, "--out", str(tmp_path / "ft2"), "--epochs", "1", "--eval-seconds",
                  "0", "--init", str(run / "model.keras")]) == 1
