@@ -354,21 +354,27 @@ def train(args: argparse.Namespace) -> Path:
 
 def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
                 ) -> dict[str, Any]:
-    """Start from a trained model's weights (fine-tuning, e.g. with another loss): same variant
-    and architecture required. Returns what the card keeps of the source (path, epochs, cost,
-    and its own source), so a card can state the whole training cost."""
+    """Start from a trained model's weights (fine-tuning, e.g. with another loss): the same
+    variant, and every weight of the same shape. Returns what the card keeps of the source
+    (path, epochs, cost, and its own source), so a card can state the whole training cost."""
     from .card import load_model
 
     try:
         source, card = load_model(init)
     except (OSError, ValueError) as e:
         raise ConfigError(f"--init {init}: cannot load ({e})") from None
-    if card.get("variant") != variant or card.get("config") != config:
-        raise ConfigError(f"--init {init}: variant {card.get('variant')} {card.get('config')} "
-                          f"does not match {variant} {config}")
-    model.set_weights(source.get_weights())
+    mismatch = (f"--init {init}: variant {card.get('variant')} {card.get('config')} does not "
+                f"match {variant} {config}")
+    if card.get("variant") != variant:
+        raise ConfigError(mismatch)
+    try:  # a config change that keeps every weight's shape (e.g. compress) may start from it
+        model.set_weights(source.get_weights())
+    except ValueError:
+        raise ConfigError(mismatch) from None
     t = card.get("training", {})
-    print(f"weights from {init} (epoch {t.get('epochs')})")
+    changed = {k: v for k, v in config.items() if card.get("config", {}).get(k) != v}
+    print(f"weights from {init} (epoch {t.get('epochs')})"
+          + (f"; config changed: {changed}" if changed else ""))
     return {"model": str(init), "epochs": t.get("epochs"), "cpu_hours": t.get("cpu_hours"),
             "command": t.get("command"), **({"init": t["init"]} if t.get("init") else {})}
 

@@ -91,6 +91,23 @@ class SelectFrames(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
+@keras.saving.register_keras_serializable(package="rtsep")
+class LogCompress(layers.Layer):
+    """log(eps + x) of non-negative features: a dB-like scale for the mask network, so a stem
+    mixed 30 dB below the rest moves its input as much as a loud one does (on a linear scale
+    it is lost in the rounding of the first layer). The masks still multiply linear features."""
+
+    def __init__(self, eps: float = 1e-4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def call(self, x: Any) -> Any:
+        return ops.log(x + self.eps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "eps": self.eps}
+
+
 def _residual_last(frames: Any, out: Any) -> Any:
     return ResidualLast(name="residual_last")(frames, out)
 
@@ -113,8 +130,8 @@ def build_seed(stems: int = 3, context_frames: int | None = None,
 def build_fb(stems: int = 3, context_frames: int | None = None,
              filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512), kernel: int = 5,
              dropout: float = 0.5, mask: str = "sigmoid", residual_last: bool = False,
-             basis: int = 256, analysis_frames: int = 1, analysis: str = "causal"
-             ) -> keras.Model:
+             basis: int = 256, analysis_frames: int = 1, analysis: str = "causal",
+             compress: str = "none") -> keras.Model:
     """The seed U-Net behind a learned filterbank (encoder basis channels, shared decoder).
 
     ``analysis_frames`` > 1 makes the encoder a convolution over several frames: a longer
@@ -123,7 +140,8 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
     samples), no latency; ``"centered"``: A contiguous frames (every other one, 64 * A samples)
     centred on the output frame, so the decoder can act as a linear-phase filter; it needs
     about A frames of lookahead at run time (a causal filter shifts the phase of what it
-    separates, and SDR counts the shift as error)."""
+    separates, and SDR counts the shift as error). ``compress="log"``: the U-Net sees
+    log(eps + features) (``LogCompress``), the masks still apply to the linear features."""
     frames = keras.Input((context_frames, FRAME), name="frames")
     if analysis_frames > 1 and analysis == "centered":
         enc = layers.Conv1D(basis, analysis_frames, dilation_rate=2, padding="same",
@@ -133,8 +151,11 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
                             name="fb_encoder")(frames)
     else:
         enc = layers.Dense(basis, activation="relu", name="fb_encoder")(frames)
+    if compress not in ("none", "log"):
+        raise ValueError(f"compress must be 'none' or 'log', not {compress!r}")
+    seen = LogCompress(name="fb_log")(enc) if compress == "log" else enc
     act = "sigmoid" if mask == "sigmoid" else None
-    raw = _unet(enc, tuple(filters), basis * stems, kernel, dropout, act, "")
+    raw = _unet(seen, tuple(filters), basis * stems, kernel, dropout, act, "")
     m = _masks(raw, stems, basis, mask)
     masked = ApplyMask(name="apply_mask")(m, enc)
     out = layers.Dense(FRAME, use_bias=False, name="fb_decoder")(masked)
