@@ -140,10 +140,22 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
     samples), no latency; ``"centered"``: A contiguous frames (every other one, 64 * A samples)
     centred on the output frame, so the decoder can act as a linear-phase filter; it needs
     about A frames of lookahead at run time (a causal filter shifts the phase of what it
-    separates, and SDR counts the shift as error). ``compress="log"``: the U-Net sees
+    separates, and SDR counts the shift as error). ``"dual"``: both, side by side (``basis``
+    channels each): the 64-sample basis keeps the time resolution drums need, the centred
+    512-sample one the frequency resolution of bass. ``compress="log"``: the U-Net sees
     log(eps + features) (``LogCompress``), the masks still apply to the linear features."""
+    if analysis not in ("causal", "centered", "dual"):
+        raise ValueError(f"analysis must be 'causal', 'centered' or 'dual', not {analysis!r}")
+    if analysis == "dual" and analysis_frames < 2:
+        raise ValueError("analysis='dual' needs analysis_frames > 1")
     frames = keras.Input((context_frames, FRAME), name="frames")
-    if analysis_frames > 1 and analysis == "centered":
+    if analysis_frames > 1 and analysis == "dual":
+        short = layers.Dense(basis, activation="relu", name="fb_encoder_short")(frames)
+        long = layers.Conv1D(basis, analysis_frames, dilation_rate=2, padding="same",
+                             activation="relu", name="fb_encoder_long")(frames)
+        enc = layers.Concatenate(name="fb_encoder")([short, long])
+        basis = 2 * basis
+    elif analysis_frames > 1 and analysis == "centered":
         enc = layers.Conv1D(basis, analysis_frames, dilation_rate=2, padding="same",
                             activation="relu", name="fb_encoder")(frames)
     elif analysis_frames > 1:

@@ -88,6 +88,7 @@ def test_convert_errors(tmp_path: Path, keras_model: Path,
     ("seed", {}), ("seed", {"mask": "softmax"}), ("seed", {"residual_last": True}),
     ("fb", {"residual_last": True, "basis": 32}), ("fb", {"basis": 16, "analysis_frames": 3}),
     ("fb", {"residual_last": True, "basis": 16, "compress": "log"}),
+    ("fb", {"residual_last": True, "basis": 16, "analysis_frames": 4, "analysis": "dual"}),
 ])
 @pytest.mark.parametrize("window", [(16, 4, 0), (16, 2, 5), (16, 16, 0), (32, 8, 8)])
 def test_sliced_tail_equals_full_model(variant: str, config: dict,

@@ -85,7 +85,7 @@ def test_file_in_records_the_offline_separation(jack: JackServer, either_model: 
     blocks, seconds, xruns, late, latency, device = map(float, m.groups())
     print(f"live run: {xruns:g} xruns, {late:g} late blocks, device latency {device:g}")
     assert seconds == 3.0 and blocks == -(-3 * RATE // 64)  # no live_block in the card: 64
-    assert xruns >= 0 and late >= 0  # counted and printed; values are the benchmark's business
+    assert late <= blocks  # counted per block (SUMMARY requires both counts printed)
     x = read(song)
     sep = Separator.load(tiny_model).prepare(RATE, 4096, 2)
     assert latency == sep.latency_samples
