@@ -63,6 +63,14 @@ def cost_line(training: dict) -> str:
     return f"{text}, on top of the run(s) it started from: {earlier}; {total}"
 
 
+def training_commands(training: dict) -> str:
+    """The command, or for a resumed run every start with the epoch it began at."""
+    phases = training.get("phases")
+    if not phases:
+        return f"`{training.get('command')}`"
+    return "; ".join(f"from epoch {epoch + 1}: `{cmd}`" for epoch, cmd in phases)
+
+
 def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
     t = card["training"]
     lat = card["latency_samples"]
@@ -92,7 +100,7 @@ def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
   songs {', '.join(t.get('valid_songs', []))}; see models/data/DATA.md)
 - **Recipe**: {json.dumps(t.get('recipe', {}))}
 - **Cost**: {cost_line(t)}
-- **Training command**: `{t.get('command')}`
+- **Training command**: {training_commands(t)}
 - **File**: {card.get('quantize', 'none')} weights, sha256 `{card['sha256']}`
 
 ## Validation (through the streaming engine, the samples `rtsep file` writes)

@@ -287,6 +287,8 @@ def train(args: argparse.Namespace) -> Path:
         print(f"resumed {out} at epoch {state['epoch']} ({state['steps']} steps, "
               f"{state['seconds'] / 3600:.2f} h)")
 
+    command = "rtsep " + " ".join(sys.argv[1:])
+    state.setdefault("commands", []).append([state["epoch"], command])  # every start/resume
     val_sampler = ExcerptSampler(val_tracks, stems, length, seed=1234, gain_range=(1.0, 1.0),
                                  remix_probability=0.0)
     val_mix, val_stems = val_sampler.sample(args.val_windows)
@@ -311,7 +313,8 @@ def train(args: argparse.Namespace) -> Path:
                 "batch": args.batch, "window_samples": length,
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
-            "command": "rtsep " + " ".join(sys.argv[1:]),
+            "command": command,
+            **({"phases": state["commands"]} if len(state["commands"]) > 1 else {}),
             **({"init": state["init"]} if state.get("init") else {}),
         },
     }

@@ -72,6 +72,11 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
     assert json.loads((run / "last.json").read_text())["training"]["weights_ema"] == 0.9
     state = json.loads((run / "state.json").read_text())
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    # Both starts are in the card, with the epoch each began after, and in the shipped text.
+    from rtsep.models.ship import training_commands
+    training = json.loads((run / "last.json").read_text())["training"]
+    assert [epoch for epoch, _ in training["phases"]] == [0, 2]
+    assert training_commands(training).startswith("from epoch 1: `rtsep ")
 
     # --init starts a new run from the trained weights (fine-tuning): it begins where the
     # first run ended, far below that run's first epoch; another architecture is refused.
