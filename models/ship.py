@@ -20,6 +20,7 @@ from typing import Any
 from rtsep.convert.cli import example_audio
 from rtsep.convert.keras_to_tflite import convert
 from rtsep.convert.parity import check
+from rtsep.errors import ModelError
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.framing import latency_terms
 from rtsep.modelcard import read_card, write_card
@@ -38,7 +39,7 @@ def training_chain(training: dict) -> list[dict]:
         if isinstance(source, str):
             try:
                 source = load_card(source).get("training", {})
-            except Exception:  # noqa: BLE001 - a moved run: the cost is unknown, say so
+            except ModelError:  # a moved run: the cost is unknown, say so
                 chain.append({"model": source, "cpu_hours": None})
                 break
         chain.append(source)

@@ -103,15 +103,16 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> An
             err = tf.reduce_mean(tf.abs(y - s), axis=[0, 2])  # [stems]
             level = tf.reduce_mean(tf.abs(s), axis=[0, 2]) + 1e-4
             return tf.reduce_mean(err / level)
-        ten_over_ln10 = 4.342944819
-        if kind == "sdr-batch":
-            err = tf.reduce_sum(tf.square(y - s), axis=[0, 2]) + 1e-6  # [stems]
+        if kind == "sdr-batch":  # sums over examples and samples: one ratio per stem
+            err = tf.reduce_sum(tf.square(y - s), axis=[0, 2]) + 1e-6
             ref = tf.reduce_sum(tf.square(s), axis=[0, 2]) + 1e-6
-            return tf.reduce_mean(ten_over_ln10 * (tf.math.log(err) - tf.math.log(ref)))
-        mix_energy = tf.reduce_sum(tf.square(tf.reduce_sum(s, axis=1)), axis=-1, keepdims=True)
-        floor = 1e-3 * mix_energy / float(s.shape[1]) + 1e-8  # [batch, 1]
-        err = tf.reduce_sum(tf.square(y - s), axis=-1) + floor
-        ref = tf.reduce_sum(tf.square(s), axis=-1) + floor
+        else:  # sdr: one ratio per example and stem, floored relative to the mixture
+            mix_energy = tf.reduce_sum(tf.square(tf.reduce_sum(s, axis=1)), axis=-1,
+                                       keepdims=True)
+            floor = 1e-3 * mix_energy / float(s.shape[1]) + 1e-8  # [batch, 1]
+            err = tf.reduce_sum(tf.square(y - s), axis=-1) + floor
+            ref = tf.reduce_sum(tf.square(s), axis=-1) + floor
+        ten_over_ln10 = 4.342944819  # minus SDR in dB = 10 log10(err / ref)
         return tf.reduce_mean(ten_over_ln10 * (tf.math.log(err) - tf.math.log(ref)))
 
     return loss

@@ -62,7 +62,7 @@ def test_shipped_models_load_and_keep_their_cards_promise(tflite: Path) -> None:
     card = read_card(tflite)
     promised = card.raw["sums_to_input"]
     assert promised or card.name != DEFAULT_MODEL
-    x, rate = sf.read(EXAMPLE, dtype="float32", always_2d=True, frames=2 * 44100)
+    x, _ = sf.read(EXAMPLE, dtype="float32", always_2d=True, frames=2 * 44100)
     stems = Separator.load(tflite).separate(x)
     assert stems.shape == (len(card.stems), *x.shape) and np.isfinite(stems).all()
     if promised:
