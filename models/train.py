@@ -194,10 +194,16 @@ def train(args: argparse.Namespace) -> Path:
     if state_path.exists() and not args.resume:
         raise ConfigError(f"{out} holds a training run already: add --resume to continue it, "
                           "or choose another --out")
-    root, train_subset, val_subset = parse_data(args.data)
+    # Several --data folders: training draws from all their training songs; validation (and
+    # model selection) stays on the first folder's, so adding data never moves the yardstick.
+    data = [args.data] if isinstance(args.data, str) else list(args.data)
     try:
-        train_tracks = load_tracks(root, train_subset)
-        val_tracks = load_tracks(root, val_subset)
+        train_tracks, val_tracks = [], []
+        for i, spec in enumerate(data):
+            root, train_subset, val_subset = parse_data(spec)
+            train_tracks += load_tracks(root, train_subset)
+            if i == 0:
+                val_tracks = load_tracks(root, val_subset)
     except DataLayoutError as e:
         raise ConfigError(str(e)) from None
     stems = tuple(args.stems.split(",")) if args.stems else common_stems(train_tracks)
@@ -302,7 +308,7 @@ def train(args: argparse.Namespace) -> Path:
         "runtime": {"context_frames": context, "out_frames": args.out_frames,
                     "lookahead_frames": lookahead},
         "training": {
-            "data": str(args.data), "train_songs": len(train_tracks),
+            "data": " + ".join(data), "train_songs": len(train_tracks),
             "valid_songs": [t.name for t in val_tracks], "recipe": {
                 "loss": {"mae": "MAE of overlap-added stems",
                          "mae-stem": "MAE of overlap-added stems, each stem divided by its "
@@ -391,7 +397,9 @@ def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="rendered data folder, or musdb:PATH")
+    p.add_argument("--data", required=True, action="append",
+                   help="rendered data folder, or musdb:PATH; repeatable: training uses every "
+                        "folder's training songs, validation the first folder's")
     p.add_argument("--variant", choices=sorted(RECIPES), default="seed")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--epochs", type=int, default=40)
@@ -447,5 +455,6 @@ def run_train(args: argparse.Namespace) -> int:
     path = train(args)
     print(f"best model: {path}")
     if args.eval_seconds != 0:
-        final_eval(path.parent, args.data, args.eval_seconds)
+        data = args.data if isinstance(args.data, str) else args.data[0]
+        final_eval(path.parent, data, args.eval_seconds)
     return 0

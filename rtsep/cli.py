@@ -69,6 +69,11 @@ def _needs_tf(exc: ImportError) -> MissingExtraError:
                              "pip install 'rtsep[train]'")
 
 
+def _unavailable(parser: argparse.ArgumentParser, exc: ImportError) -> None:
+    """The command exists but says which extra it needs when run (argparse stays usable)."""
+    parser.set_defaults(func=lambda a: (_ for _ in ()).throw(_needs_tf(exc)))
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a U-Net variant (needs [train])")
     try:
@@ -92,11 +97,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="training data: render stems from General MIDI")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    c = dsub.add_parser("compose", help="write new General MIDI songs (procedural, seeded)")
+    try:
+        from rtsep.models.data.compose import add_compose_arguments, run_compose
+    except ImportError as e:
+        _unavailable(c, e)
+    else:
+        add_compose_arguments(c)
+        c.set_defaults(func=run_compose)
     r = dsub.add_parser("render", help="render per-stem audio with fluidsynth")
     try:
         from rtsep.models.data.render import add_render_arguments
     except ImportError as e:
-        r.set_defaults(func=lambda a, e=e: (_ for _ in ()).throw(_needs_tf(e)))
+        _unavailable(r, e)
         return
     add_render_arguments(r)
 

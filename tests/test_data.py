@@ -400,3 +400,75 @@ def test_excerpt_longer_than_song_is_zero_padded(tmp_path):
     assert stems.shape == (4, 2, 8000)
     assert not stems[:, :, 4410:].any() and stems[:, :, :4410].any()
     assert np.array_equal(mix, stems.sum(axis=1))
+
+
+# ---------------------------------------------------------------------------------------------
+# generated songs (rtsep data compose)
+
+
+def test_composed_songs_are_seeded_and_split_into_all_three_stems(tmp_path):
+    from rtsep.models.data.compose import DRUM_STYLES, compose, to_midi, write_songs
+
+    for style, (steps, beats, template) in DRUM_STYLES.items():
+        assert all(len(row) == steps * beats for row in template.values()), style
+    paths = write_songs(tmp_path / "a", 12, seed=4)
+    again = write_songs(tmp_path / "b", 12, seed=4)
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
+    other_seed = write_songs(tmp_path / "c", 1, seed=5)[0]
+    assert other_seed.read_bytes() != paths[0].read_bytes()
+    styles, programs, thinned = set(), set(), 0
+    for i, path in enumerate(paths):
+        song = compose(4, i)
+        mid = mido.MidiFile(str(path))
+        assert 30 < mid.length < 130, (path.name, mid.length)
+        info = midi_split.analyze(mid, path.stem)
+        # The bass part is a GM bass program low enough for rule 2: no relabelling needed,
+        # nothing kept out of training; drums are there exactly when the song has them.
+        assert info.bass_source == "gm-program" and info.exclude_stems == ()
+        assert info.has_drums == any(p.role == "drums" for p in song.parts)
+        stems = {p.stem for p in info.parts}
+        assert stems >= {"bass", "other"}
+        assert all(p.median_pitch <= 48 for p in info.parts if p.stem == "bass")
+        roles = {p.role for p in song.parts}
+        thinned += any(sec.parts != roles for sec in song.sections)
+        styles.add(song.style)
+        programs |= {p.program for p in song.parts if p.role not in ("drums", "bass")}
+        assert len(to_midi(song).tracks) == 1 + len(song.parts)
+    assert len(styles) >= 5 and len(programs) >= 10
+    assert thinned >= 6  # parts drop out in some section (intros, breakdowns) in most songs
+
+
+def test_rotated_soundfonts_cycle_over_training_originals(tmp_path):
+    from rtsep.models.data.compose import write_songs
+    from rtsep.models.data.render import plan_jobs
+
+    write_songs(tmp_path, 5, seed=0)
+    fonts = [tmp_path / "a.sf2", tmp_path / "b.sf2"]
+    jobs = plan_jobs(tmp_path, fonts, augment=0, seed=0, valid=["gen0_0002"],
+                     rotate_fonts=True)
+    used = {j.name: Path(j.soundfont).name for j in jobs}
+    assert used == {"gen0_0000": "a.sf2", "gen0_0001": "b.sf2", "gen0_0002": "a.sf2",
+                    "gen0_0003": "a.sf2", "gen0_0004": "b.sf2"}
+    plain = plan_jobs(tmp_path, fonts, augment=0, seed=0, valid=["gen0_0002"])
+    assert {Path(j.soundfont).name for j in plain} == {"a.sf2"}
+
+
+@needs_fluidsynth
+def test_composed_song_renders_with_every_stem_audible(tmp_path, capsys):
+    from rtsep.cli import main
+    from rtsep.models.data.compose import compose
+
+    assert main(["data", "compose", "--out", str(tmp_path / "midi"), "--songs", "2",
+                 "--seed", "3"]) == 0
+    assert main(["data", "render", "--midi", str(tmp_path / "midi"), "--out",
+                 str(tmp_path / "out"), "--augment", "0", "--valid", "gen3_0001",
+                 "--rotate-soundfonts", "--no-progress"]) == 0
+    folder = tmp_path / "out" / "train" / "gen3_0000"
+    audio = {s: sf.read(folder / f"{s}.wav", dtype="float32")[0] for s in (*STEMS, "mixture")}
+    assert np.array_equal(audio["mixture"], audio["drums"] + audio["bass"] + audio["other"])
+    roles = {p.role for p in compose(3, 0).parts}
+    for stem in STEMS:
+        rms = float(np.sqrt(np.mean(np.square(audio[stem]))))
+        assert (rms > 1e-3) == (stem in roles or stem == "other"), (stem, rms)
+    assert main(["data", "compose", "--out", str(tmp_path / "x"), "--songs", "0"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")

@@ -109,6 +109,23 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
     assert np.abs(y.sum(axis=0) - x).max() < 1e-4
 
 
+def test_several_data_folders_train_on_all_and_validate_on_the_first(
+        tmp_path: Path, tiny_data: Path) -> None:
+    extra = tmp_path / "extra"
+    for i in range(2):
+        write_song(extra / "train" / f"gen{i}", 20 + i)
+    write_song(extra / "valid" / "gen_held", 30)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_data), "--data", str(extra), "--variant", "fb",
+                 "--out", str(run), "--filters", "8,16", "--context-frames", "16",
+                 "--batch", "4", "--steps-per-epoch", "2", "--val-windows", "8", "--config",
+                 '{"basis": 16}', "--threads", "1", "--epochs", "1", "--eval-seconds", "0"]) == 0
+    training = json.loads((run / "model.json").read_text())["training"]
+    assert training["train_songs"] == 3 + 2
+    assert training["valid_songs"] == ["held"]
+    assert training["data"] == f"{tiny_data} + {extra}"
+
+
 def test_bad_data_folder_is_one_line_error(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--data", str(tmp_path / "nothing"), "--out",

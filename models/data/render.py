@@ -301,20 +301,26 @@ def plan_jobs(
     augment: int,
     seed: int,
     valid: Sequence[str] | None = None,
+    rotate_fonts: bool = False,
 ) -> list[Job]:
-    """Every song version to render. Originals use the first SoundFont; augmented version k
-    uses SoundFont k mod n (so with two SoundFonts @aug1 uses the second one)."""
+    """Every song version to render. Originals use the first SoundFont (with ``rotate_fonts``,
+    training song number i uses SoundFont i mod n: for generated songs, where a new composition
+    is cheaper than an augmented copy); augmented version k uses SoundFont k mod n (so with two
+    SoundFonts @aug1 uses the second one)."""
     files = list_songs(midi_dir)
     songs = [p.stem for p in files]
     valid_set = set(choose_valid(songs, valid))
     fonts = [str(Path(s).resolve()) for s in soundfonts]
     jobs = []
+    n_train = 0
     for path in files:
         song = path.stem
         split = "valid" if song in valid_set else "train"
-        jobs.append(Job(song, song, str(path.resolve()), split, fonts[0]))
+        font = fonts[n_train % len(fonts)] if rotate_fonts and split == "train" else fonts[0]
+        jobs.append(Job(song, song, str(path.resolve()), split, font))
         if split != "train":
             continue
+        n_train += 1
         programs: set[int] | None = None
         for k in range(1, augment + 1):
             rng = random.Random(f"rtsep:{seed}:{song}:{k}")
@@ -357,6 +363,7 @@ def render_dataset(
     jobs: int = 2,
     seed: int = 0,
     valid: Sequence[str] | None = None,
+    rotate_fonts: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict:
@@ -369,7 +376,7 @@ def render_dataset(
         raise RenderError(f"--augment must be >= 0, got {augment}")
     if jobs < 1:
         raise RenderError(f"--jobs must be >= 1, got {jobs}")
-    plan = plan_jobs(midi_dir, fonts, augment, seed, valid)
+    plan = plan_jobs(midi_dir, fonts, augment, seed, valid, rotate_fonts)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -393,6 +400,8 @@ def render_dataset(
         "source": {
             "midi_dir": str(Path(midi_dir).resolve()),
             "soundfonts": [str(f) for f in fonts],
+            "soundfont_of_original": ("training song i: soundfonts[i % len(soundfonts)]"
+                                      if rotate_fonts else "soundfonts[0]"),
         },
         "render": {
             "fluidsynth": fluidsynth_version(exe),
@@ -518,6 +527,12 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation song (file name without .mid), repeatable "
         "(default: the fixed openmsx validation songs)",
     )
+    parser.add_argument(
+        "--rotate-soundfonts",
+        action="store_true",
+        help="training originals cycle through the SoundFonts too (song i uses number i mod n; "
+        "for generated songs, see `rtsep data compose`)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -532,6 +547,7 @@ def run_render(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             seed=args.seed,
             valid=getattr(args, "valid", None),
+            rotate_fonts=getattr(args, "rotate_soundfonts", False),
             progress=not getattr(args, "no_progress", False),
         )
     except RenderError as e:
