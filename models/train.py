@@ -70,11 +70,27 @@ def window_samples(context: int, hop: int) -> int:
 LOSSES = ("mae", "mae-stem", "sdr", "sdr-batch")
 
 
-def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> Any:
-    """Loss between the overlap-added estimate and the target stems over the samples every
-    frame covers. est [batch, T, stems, 64] (model output), target [batch, stems, samples].
-    ``delay``: output step t estimates frame t - delay (a stateful model with lookahead), so
-    the first ``delay`` steps are dropped and the last ``delay`` frames have no estimate.
+def loss_span(hop: int, context: int, delay: int = 0, tail: int = 0, lookahead: int = 0,
+              ) -> tuple[int, int]:
+    """Samples [lo, hi) of a window whose every covering frame is estimated: frames
+    ``[0, context - delay)``, or with ``tail`` only the ``tail`` frames that end ``lookahead``
+    frames before the window's end (what the engine emits per invoke). Sample n is covered by
+    frames n // hop - 1 and n // hop (FRAME = 2 hop)."""
+    last = context - delay - lookahead
+    first = last - tail if tail else 0
+    if first < 0 or last <= first:
+        raise ConfigError(f"--loss-frames {tail} with lookahead {lookahead} does not fit a "
+                          f"{context}-frame window")
+    return (first + 1) * hop, last * hop
+
+
+def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0,
+                span: tuple[int, int] | None = None) -> Any:
+    """Loss between the overlap-added estimate and the target stems over the samples ``span``
+    (default: every sample the frames cover; see ``loss_span``). est [batch, T, stems, 64]
+    (model output), target [batch, stems, samples]. ``delay``: output step t estimates frame
+    t - delay (a stateful model with lookahead), so the first ``delay`` steps are dropped and
+    the last ``delay`` frames have no estimate.
 
     ``mae``: the seed's mean absolute error. ``sdr``: minus the MDX-form SDR per example and
     stem, averaged: every stem counts the same whatever its level (drums are mixed 10-20 dB
@@ -91,7 +107,7 @@ def ola_loss_fn(hop: int, context: int, kind: str = "mae", delay: int = 0) -> An
     if kind not in LOSSES:
         raise ConfigError(f"unknown loss {kind!r}; known: {', '.join(LOSSES)}")
     w = tf.constant(synthesis_window(hop))
-    lo, hi = FRAME - hop, window_samples(context - delay, hop) - (FRAME - hop)
+    lo, hi = span or loss_span(hop, context, delay)
 
     def loss(target: Any, est: Any) -> Any:
         frames = tf.transpose(est[:, delay:], [0, 2, 1, 3]) * w  # [batch, stems, T', 64]
@@ -237,7 +253,12 @@ def train(args: argparse.Namespace) -> Path:
     if args.init and not (args.resume and state_path.exists()):
         source = _warm_start(model, Path(args.init), recipe["variant"], config)
     optimizer = keras.optimizers.Adam(args.lr, global_clipnorm=recipe.get("clipnorm"))
-    loss_fn = ola_loss_fn(args.hop, context, loss, delay=int(config.get("lookahead", 0)))
+    delay = int(config.get("lookahead", 0))
+    if args.loss_frames and stateful:
+        raise ConfigError("--loss-frames is for window models (a stateful model is trained "
+                          "on every step of its excerpt already)")
+    span = loss_span(args.hop, context, delay, args.loss_frames or 0, lookahead)
+    loss_fn = ola_loss_fn(args.hop, context, loss, delay=delay, span=span)
     hop = args.hop
 
     # Exponential moving average of the weights (BatchNorm statistics included): validation,
@@ -318,6 +339,9 @@ def train(args: argparse.Namespace) -> Path:
                                       "batch"}[loss],
                 "optimizer": "Adam", "lr_schedule": state.get("lr_schedule", [[0, args.lr]]),
                 "batch": args.batch, "window_samples": length,
+                **({"loss_frames": f"the last {args.loss_frames} frames before a lookahead of "
+                                   f"{lookahead} (samples {span[0]}-{span[1]} of the window)"}
+                   if args.loss_frames else {}),
                 "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
                                 "channel; MIDI-level augmentation in the rendered data"},
             "command": command,
@@ -410,6 +434,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="mae (the seed recipe, the default but for fbd); mae-stem, sdr or "
                    "sdr-batch (every stem weighs the same; sdr-batch is the evaluation's SDR "
                    "over each batch, fbd's default)")
+    p.add_argument("--loss-frames", type=int, default=None, metavar="K",
+                   help="window models: score only the K frames the engine emits per invoke "
+                        "(the last K before the lookahead), not the whole window: train for "
+                        "the causal edge the model is run at (default: whole window)")
     p.add_argument("--hop", type=int, default=32)
     p.add_argument("--context-frames", type=int, default=64)
     p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")

@@ -119,11 +119,28 @@ def test_several_data_folders_train_on_all_and_validate_on_the_first(
     assert main(["train", "--data", str(tiny_data), "--data", str(extra), "--variant", "fb",
                  "--out", str(run), "--filters", "8,16", "--context-frames", "16",
                  "--batch", "4", "--steps-per-epoch", "2", "--val-windows", "8", "--config",
-                 '{"basis": 16}', "--threads", "1", "--epochs", "1", "--eval-seconds", "0"]) == 0
+                 '{"basis": 16}', "--threads", "1", "--epochs", "1", "--eval-seconds", "0",
+                 "--loss-frames", "4", "--lookahead-frames", "2"]) == 0
     training = json.loads((run / "model.json").read_text())["training"]
+    # --loss-frames 4 at lookahead 2 in a 16-frame window scores frames 10..13: samples
+    # 11*32 .. 14*32, where both frames covering each sample are among them.
+    assert "samples 352-448" in training["recipe"]["loss_frames"]
     assert training["train_songs"] == 3 + 2
     assert training["valid_songs"] == ["held"]
     assert training["data"] == f"{tiny_data} + {extra}"
+
+
+def test_loss_span_covers_samples_whose_frames_are_all_scored() -> None:
+    from rtsep.models.train import ConfigError, loss_span, window_samples
+
+    hop, frame = 32, 64
+    for context in (16, 64):  # whole window: all but the half-frames at either edge
+        assert loss_span(hop, context) == (frame - hop, window_samples(context, hop) - hop)
+    assert loss_span(hop, 64, tail=16) == (49 * hop, 64 * hop)
+    assert loss_span(hop, 64, tail=16, lookahead=8) == (41 * hop, 56 * hop)
+    assert loss_span(hop, 64, delay=4) == (hop, 60 * hop)
+    with pytest.raises(ConfigError, match="does not fit"):
+        loss_span(hop, 16, tail=16, lookahead=2)
 
 
 def test_bad_data_folder_is_one_line_error(tmp_path: Path,
