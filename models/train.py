@@ -266,6 +266,11 @@ def train(args: argparse.Namespace) -> Path:
     # between stems from one epoch to the next.
     ema = [tf.Variable(v, trainable=False) for v in model.weights] if args.ema else []
     decay = float(args.ema)
+    # The average forgets its starting weights on a warm-up schedule, decay min(DECAY,
+    # (1 + n) / (10 + n)) after n updates (as TensorFlow's ExponentialMovingAverage with
+    # num_updates): a start from --init weights of a changed architecture, or from random
+    # weights, is not carried in the average for thousands of steps.
+    ema_updates = tf.Variable(0.0, trainable=False)
 
     @tf.function(reduce_retracing=True)
     def train_step(mix: Any, target: Any) -> Any:
@@ -274,8 +279,10 @@ def train(args: argparse.Namespace) -> Path:
             loss = loss_fn(target, est)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        d = tf.minimum(decay, (1.0 + ema_updates) / (10.0 + ema_updates))
         for e, v in zip(ema, model.weights):
-            e.assign(decay * e + (1.0 - decay) * v)
+            e.assign(d * e + (1.0 - d) * v)
+        ema_updates.assign_add(1.0)
         return loss
 
     @contextlib.contextmanager
@@ -297,13 +304,16 @@ def train(args: argparse.Namespace) -> Path:
     def eval_step(mix: Any, target: Any) -> Any:
         return loss_fn(target, model(frames_of(mix, hop), training=False))
 
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, ema=ema,
+                               ema_updates=ema_updates)
     manager = tf.train.CheckpointManager(ckpt, str(out / "ckpt"), max_to_keep=2)
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val": None, "seconds": 0.0,
                              "steps": 0, "lr_schedule": [[0, args.lr]], "ema": args.ema,
                              **({"init": source} if source else {})}
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
+        if state.get("ema"):  # checkpoints from before the warm-up have no count: long past it
+            ema_updates.assign(float(state["steps"]))
         ckpt.restore(manager.latest_checkpoint).expect_partial()
         if ema and not state.get("ema"):  # the run had no average yet: start it here
             for e, v in zip(ema, model.weights):
