@@ -268,9 +268,11 @@ def train(args: argparse.Namespace) -> Path:
     decay = float(args.ema)
     # The average forgets its starting weights on a warm-up schedule, decay min(DECAY,
     # (1 + n) / (10 + n)) after n updates (as TensorFlow's ExponentialMovingAverage with
-    # num_updates): a start from --init weights of a changed architecture, or from random
-    # weights, is not carried in the average for thousands of steps.
-    ema_updates = tf.Variable(0.0, trainable=False)
+    # num_updates): random weights, or --init weights of a changed configuration, are not
+    # carried in the average for thousands of steps. Weights of the same configuration are a
+    # good average already: fine-tuning averages from them at the full decay.
+    fine_tune = source is not None and "config_changed" not in source
+    ema_updates = tf.Variable(1e9 if fine_tune else 0.0, trainable=False)
 
     @tf.function(reduce_retracing=True)
     def train_step(mix: Any, target: Any) -> Any:
@@ -427,7 +429,8 @@ def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
     print(f"weights from {init} (epoch {t.get('epochs')})"
           + (f"; config changed: {changed}" if changed else ""))
     return {"model": str(init), "epochs": t.get("epochs"), "cpu_hours": t.get("cpu_hours"),
-            "command": t.get("command"), **({"init": t["init"]} if t.get("init") else {})}
+            "command": t.get("command"), **({"init": t["init"]} if t.get("init") else {}),
+            **({"config_changed": changed} if changed else {})}
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
