@@ -434,6 +434,15 @@ def test_composed_songs_are_seeded_and_split_into_all_three_stems(tmp_path):
         styles.add(song.style)
         programs |= {p.program for p in song.parts if p.role not in ("drums", "bass")}
         assert len(to_midi(song).tracks) == 1 + len(song.parts)
+        for track in mid.tracks:  # a pitch is never struck again before its note-off
+            sounding: set[tuple[int, int]] = set()
+            for msg in track:
+                key = (getattr(msg, "channel", -1), getattr(msg, "note", -1))
+                if msg.type == "note_on" and msg.velocity > 0:
+                    assert key not in sounding, (path.name, key)
+                    sounding.add(key)
+                elif msg.type in ("note_on", "note_off"):
+                    sounding.discard(key)
     assert len(styles) >= 5 and len(programs) >= 10
     assert thinned >= 6  # parts drop out in some section (intros, breakdowns) in most songs
 

@@ -459,6 +459,23 @@ def compose(seed: int, index: int) -> Song:
     return song
 
 
+def _no_overlaps(notes: Sequence[Note]) -> list[Note]:
+    """Notes sorted by start, each cut to end where the next note of its pitch starts: a
+    synthesizer ends a pitch at its first note-off, so an overlapping repeat would be cut."""
+    out: list[Note] = []
+    last: dict[int, int] = {}  # pitch -> index in out of its latest note
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        i = last.get(n.pitch)
+        if i is not None and out[i].start + out[i].length > n.start:
+            prev = out[i]
+            out[i] = Note(prev.start, max(1, n.start - prev.start), prev.pitch, prev.velocity)
+        if i is not None and out[i].start == n.start:  # the same pitch twice at once: keep one
+            continue
+        last[n.pitch] = len(out)
+        out.append(n)
+    return out
+
+
 def to_midi(song: Song) -> mido.MidiFile:
     """A type-1 MIDI file: a tempo track, then one track per part (name = role)."""
     mid = mido.MidiFile(type=1, ticks_per_beat=TPB)
@@ -479,7 +496,7 @@ def to_midi(song: Song) -> mido.MidiFile:
             track.append(mido.Message("control_change", channel=ch, control=control,
                                       value=value, time=0))
         events = []  # (tick, order, message): note-offs before note-ons at the same tick
-        for n in part.notes:
+        for n in _no_overlaps(part.notes):
             events.append((n.start, 1, mido.Message("note_on", channel=ch, note=n.pitch,
                                                      velocity=n.velocity)))
             events.append((n.start + n.length, 0, mido.Message("note_off", channel=ch,
