@@ -405,6 +405,27 @@ def train(args: argparse.Namespace) -> Path:
     return out / "model.keras"
 
 
+def grown_weights(target: list[np.ndarray], source: list[np.ndarray]) -> list[np.ndarray]:
+    """``source`` weights for a model whose weights have ``target``'s shapes: equal shapes are
+    copied; a kernel grown by a leading axis of taps (a per-frame Dense encoder [64, B] become
+    a causal Conv1D [A, 64, B] over A frames: ``analysis_frames``) gets the source at its last
+    tap, the current frame, and zeros at the earlier ones, so the grown model starts out
+    computing exactly what the source did. Anything else raises ValueError."""
+    if len(target) != len(source):
+        raise ValueError(f"{len(source)} weights for {len(target)}")
+    out = []
+    for t, s in zip(target, source):
+        if t.shape == s.shape:
+            out.append(s)
+        elif t.shape[1:] == s.shape:
+            grown = np.zeros(t.shape, s.dtype)
+            grown[-1] = s
+            out.append(grown)
+        else:
+            raise ValueError(f"weight of shape {s.shape} for {t.shape}")
+    return out
+
+
 def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
                 ) -> dict[str, Any]:
     """Start from a trained model's weights (fine-tuning, e.g. with another loss): the same
@@ -421,7 +442,7 @@ def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
     if card.get("variant") != variant:
         raise ConfigError(mismatch)
     try:  # a config change that keeps every weight's shape (e.g. compress) may start from it
-        model.set_weights(source.get_weights())
+        model.set_weights(grown_weights(model.get_weights(), source.get_weights()))
     except ValueError:
         raise ConfigError(mismatch) from None
     t = card.get("training", {})

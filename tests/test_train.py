@@ -189,3 +189,21 @@ def test_sdr_batch_loss_is_minus_the_mdx_sdr_per_stem() -> None:
     ref = float(np.sum(target[..., 32:-32] ** 2, axis=(0, 2))[1])
     exact = 10 * np.log10((ref + 1e-6) / 1e-6)
     assert loss == pytest.approx(-(10 * np.log10(4) + exact) / 2, abs=0.05)
+
+
+def test_grown_analysis_window_starts_as_the_source_model() -> None:
+    import keras
+
+    from rtsep.models.train import grown_weights
+    from rtsep.models.unet import build
+
+    keras.utils.set_random_seed(3)
+    cfg = {"filters": (8, 16), "basis": 16, "dropout": 0.0, "residual_last": True}
+    small = build("fb", **cfg)
+    wide = build("fb", analysis_frames=4, **cfg)
+    wide.set_weights(grown_weights(wide.get_weights(), small.get_weights()))
+    x = np.random.default_rng(0).normal(size=(2, 16, 64)).astype(np.float32)
+    np.testing.assert_allclose(wide(x, training=False), small(x, training=False), atol=1e-5)
+    other = build("fb", **{**cfg, "basis": 8})
+    with pytest.raises(ValueError, match="shape"):
+        grown_weights(other.get_weights(), small.get_weights())
