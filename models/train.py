@@ -408,18 +408,20 @@ def train(args: argparse.Namespace) -> Path:
 def grown_weights(target: list[np.ndarray], source: list[np.ndarray]) -> list[np.ndarray]:
     """``source`` weights for a model whose weights have ``target``'s shapes: equal shapes are
     copied; a kernel grown by a leading axis of taps (a per-frame Dense encoder [64, B] become
-    a causal Conv1D [A, 64, B] over A frames: ``analysis_frames``) gets the source at its last
-    tap, the current frame, and zeros at the earlier ones, so the grown model starts out
-    computing exactly what the source did. Anything else raises ValueError."""
+    a causal Conv1D [A, 64, B] over A frames: ``analysis_frames``), or by more taps (A to A'),
+    gets the source at its last taps, ending at the current frame, and zeros at the earlier
+    ones, so the grown model starts out computing exactly what the source did. Anything else
+    raises ValueError."""
     if len(target) != len(source):
         raise ValueError(f"{len(source)} weights for {len(target)}")
     out = []
     for t, s in zip(target, source):
         if t.shape == s.shape:
             out.append(s)
-        elif t.shape[1:] == s.shape:
+        elif t.shape[1:] == s.shape or (t.ndim == s.ndim and t.shape[1:] == s.shape[1:]
+                                        and t.shape[0] > s.shape[0]):
             grown = np.zeros(t.shape, s.dtype)
-            grown[-1] = s
+            grown[t.shape[0] - (s.shape[0] if t.ndim == s.ndim else 1):] = s
             out.append(grown)
         else:
             raise ValueError(f"weight of shape {s.shape} for {t.shape}")

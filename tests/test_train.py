@@ -204,6 +204,9 @@ def test_grown_analysis_window_starts_as_the_source_model() -> None:
     wide.set_weights(grown_weights(wide.get_weights(), small.get_weights()))
     x = np.random.default_rng(0).normal(size=(2, 16, 64)).astype(np.float32)
     np.testing.assert_allclose(wide(x, training=False), small(x, training=False), atol=1e-5)
+    wider = build("fb", analysis_frames=6, **cfg)  # and again, from 4 taps to 6
+    wider.set_weights(grown_weights(wider.get_weights(), wide.get_weights()))
+    np.testing.assert_allclose(wider(x, training=False), small(x, training=False), atol=1e-5)
     other = build("fb", **{**cfg, "basis": 8})
     with pytest.raises(ValueError, match="shape"):
         grown_weights(other.get_weights(), small.get_weights())
