@@ -333,7 +333,8 @@ def train(args: argparse.Namespace) -> Path:
                                  remix_probability=0.0)
     val_mix, val_stems = val_sampler.sample(args.val_windows)
     val_sampler.close()
-    sampler = ExcerptSampler(train_tracks, stems, length, seed=args.seed + state["epoch"])
+    sampler = ExcerptSampler(train_tracks, stems, length, seed=args.seed + state["epoch"],
+                             gain_db=args.gain_db)
     fetch = Prefetcher(sampler, args.batch)
     card_base = {
         "variant": recipe["variant"], "config": config, "stems": list(stems),
@@ -354,8 +355,10 @@ def train(args: argparse.Namespace) -> Path:
                 **({"loss_frames": f"the last {args.loss_frames} frames before a lookahead of "
                                    f"{lookahead} (samples {span[0]}-{span[1]} of the window)"}
                    if args.loss_frames else {}),
-                "augmentation": "stems remixed across songs (p=0.5), gains 0.5-1.5, random "
-                                "channel; MIDI-level augmentation in the rendered data"},
+                "augmentation": "stems remixed across songs (p=0.5), gains "
+                                + (f"+-{args.gain_db:g} dB (log-uniform)" if args.gain_db
+                                   else "0.5-1.5") + ", random channel; MIDI-level "
+                                "augmentation in the rendered data"},
             "command": command,
             **({"phases": state["commands"]} if len(state["commands"]) > 1 else {}),
             **({"init": state["init"]} if state.get("init") else {}),
@@ -474,6 +477,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="window models: score only the K frames the engine emits per invoke "
                         "(the last K before the lookahead), not the whole window: train for "
                         "the causal edge the model is run at (default: whole window)")
+    p.add_argument("--gain-db", type=float, default=None, metavar="D",
+                   help="per-stem training gains log-uniform within +-D dB (default: linear "
+                        "0.5-1.5): a model that does not learn the training songs' level "
+                        "balance (how loud drums are against bass) as a prior")
     p.add_argument("--hop", type=int, default=32)
     p.add_argument("--context-frames", type=int, default=64)
     p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")

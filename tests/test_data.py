@@ -390,6 +390,14 @@ def test_excerpt_sampler_shapes_mix_is_sum_and_exclusions(tmp_path):
     assert np.array_equal(again.sample(64)[1], stems)
     mid = ExcerptSampler(tracks, STEMS, 1000, seed=2, channel="mid")
     assert mid.sample(2)[0].shape == (2, 1000)
+    # gain_db: gains log-uniform within +-20 dB of the song's level (uniform +-0.3 noise:
+    # RMS 0.3 / sqrt(3)), spread over most of that range
+    wide = ExcerptSampler(tracks, STEMS, 4096, seed=3, gain_db=20.0, keep_silent=0.0)
+    mix, stems = wide.sample(64)
+    assert np.array_equal(mix, stems.sum(axis=1))
+    rms = np.sqrt(np.mean(stems[:, :2].astype(np.float64) ** 2, axis=-1))  # drums, bass
+    db = 20 * np.log10(rms[rms > 1e-3] / (0.3 / np.sqrt(3)))
+    assert db.min() >= -20.5 and db.max() <= 20.5 and db.max() - db.min() > 30
 
 
 def test_excerpt_longer_than_song_is_zero_padded(tmp_path):

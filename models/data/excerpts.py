@@ -76,11 +76,13 @@ class ExcerptSampler:
     """Random mono training excerpts: ``sample(batch) -> (mix[b, l], stems[b, n_stems, l])``.
 
     Parameters: ``tracks`` (from musdb.load_tracks), ``stems`` (names, e.g. ("drums", "bass",
-    "other")), ``length`` in samples, ``seed``, ``gain_range`` (uniform per stem),
-    ``remix_probability``, ``channel`` ("random": one channel picked at random, "mid": the
-    mean of the channels), ``silence_rms`` (an excerpt quieter than this RMS counts as
-    silent), ``keep_silent`` (probability of keeping a silent stem excerpt instead of drawing
-    again, at most ``max_tries`` draws). Safe to call from several threads (calls serialize).
+    "other")), ``length`` in samples, ``seed``, ``gain_range`` (uniform per stem), ``gain_db``
+    (if given, per-stem gains log-uniform within +-``gain_db`` dB instead: level balances far
+    from the training songs' own), ``remix_probability``, ``channel`` ("random": one channel
+    picked at random, "mid": the mean of the channels), ``silence_rms`` (an excerpt quieter
+    than this RMS counts as silent), ``keep_silent`` (probability of keeping a silent stem
+    excerpt instead of drawing again, at most ``max_tries`` draws). Safe to call from several
+    threads (calls serialize).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class ExcerptSampler:
         length: int,
         seed: int = 0,
         gain_range: tuple[float, float] = (0.5, 1.5),
+        gain_db: float | None = None,
         remix_probability: float = 0.5,
         channel: str = "random",
         silence_rms: float = 1e-3,
@@ -108,6 +111,7 @@ class ExcerptSampler:
         self.stems = tuple(stems)
         self.length = int(length)
         self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+        self.gain_db = None if gain_db is None else float(gain_db)
         self.remix_probability = float(remix_probability)
         self.channel = channel
         self.silence_rms = float(silence_rms)
@@ -184,7 +188,11 @@ class ExcerptSampler:
                     xs = [self._draw_stem(s) for s in self.stems]
                 else:
                     xs = self._draw_song()
-                gains = self.rng.uniform(*self.gain_range, size=len(self.stems))
+                if self.gain_db is None:
+                    gains = self.rng.uniform(*self.gain_range, size=len(self.stems))
+                else:
+                    db = self.rng.uniform(-self.gain_db, self.gain_db, size=len(self.stems))
+                    gains = 10.0 ** (db / 20.0)
                 for i, (x, g) in enumerate(zip(xs, gains)):
                     out[b, i] = x * np.float32(g)
             mix = out.sum(axis=1)
