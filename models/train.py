@@ -63,6 +63,12 @@ def parse_data(spec: str) -> tuple[Path, str, str]:
     return Path(spec), "train", "valid"
 
 
+def data_specs(args: argparse.Namespace) -> list[str]:
+    """The ``--data`` folders in order (one string when called with a plain Namespace); the
+    first one's validation songs are the yardstick."""
+    return [args.data] if isinstance(args.data, str) else list(args.data)
+
+
 def window_samples(context: int, hop: int) -> int:
     return (context - 1) * hop + FRAME
 
@@ -212,7 +218,7 @@ def train(args: argparse.Namespace) -> Path:
                           "or choose another --out")
     # Several --data folders: training draws from all their training songs; validation (and
     # model selection) stays on the first folder's, so adding data never moves the yardstick.
-    data = [args.data] if isinstance(args.data, str) else list(args.data)
+    data = data_specs(args)
     try:
         train_tracks, val_tracks = [], []
         for i, spec in enumerate(data):
@@ -419,15 +425,13 @@ def grown_weights(target: list[np.ndarray], source: list[np.ndarray]) -> list[np
         raise ValueError(f"{len(source)} weights for {len(target)}")
     out = []
     for t, s in zip(target, source):
-        if t.shape == s.shape:
-            out.append(s)
-        elif t.shape[1:] == s.shape or (t.ndim == s.ndim and t.shape[1:] == s.shape[1:]
-                                        and t.shape[0] > s.shape[0]):
-            grown = np.zeros(t.shape, s.dtype)
-            grown[t.shape[0] - (s.shape[0] if t.ndim == s.ndim else 1):] = s
-            out.append(grown)
-        else:
+        taps = s if s.ndim == t.ndim else s[None]  # a Dense kernel is a one-tap convolution
+        grows = t.ndim == 3 and taps.shape[1:] == t.shape[1:] and taps.shape[0] < t.shape[0]
+        if taps.shape != t.shape and not grows:  # only convolution kernels grow, by taps
             raise ValueError(f"weight of shape {s.shape} for {t.shape}")
+        grown = np.zeros(t.shape, s.dtype)
+        grown[t.shape[0] - taps.shape[0]:] = taps
+        out.append(grown)
     return out
 
 
@@ -526,6 +530,5 @@ def run_train(args: argparse.Namespace) -> int:
     path = train(args)
     print(f"best model: {path}")
     if args.eval_seconds != 0:
-        data = args.data if isinstance(args.data, str) else args.data[0]
-        final_eval(path.parent, data, args.eval_seconds)
+        final_eval(path.parent, data_specs(args)[0], args.eval_seconds)
     return 0

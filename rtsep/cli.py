@@ -78,9 +78,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a U-Net variant (needs [train])")
     try:
         from rtsep.models.train import add_train_arguments
-    except ImportError:
-        p.set_defaults(func=lambda a: (_ for _ in ()).throw(
-            MissingExtraError("training needs the training extra: pip install 'rtsep[train]'")))
+    except ImportError as e:
+        _unavailable(p, e)
         return
     add_train_arguments(p)
 

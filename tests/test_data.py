@@ -489,3 +489,18 @@ def test_composed_song_renders_with_every_stem_audible(tmp_path, capsys):
         assert (rms > 1e-3) == (stem in roles or stem == "other"), (stem, rms)
     assert main(["data", "compose", "--out", str(tmp_path / "x"), "--songs", "0"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_stem_levels_are_energy_over_the_mixture(tmp_path):
+    from rtsep.models.data.levels import main, stem_levels
+
+    make_rendered_like(tmp_path)  # songs good, bad, quiet: independent +-0.3 noise stems
+    levels = stem_levels(tmp_path, seconds=1.0)
+    # 'good': three equal stems, each a third of the energy; 'quiet': silent drums (left out),
+    # so bass and other are half each
+    assert np.allclose([levels[s][0] for s in STEMS], 10 * np.log10(1 / 3), atol=0.2)
+    assert len(levels["drums"]) == 2
+    assert np.allclose([levels["bass"][-1], levels["other"][-1]], 10 * np.log10(1 / 2),
+                       atol=0.2)
+    assert len(stem_levels(tmp_path, seconds=1.0, max_songs=1)["bass"]) == 1
+    assert main([str(tmp_path), "--seconds", "1"]) == 0

@@ -210,3 +210,5 @@ def test_grown_analysis_window_starts_as_the_source_model() -> None:
     other = build("fb", **{**cfg, "basis": 8})
     with pytest.raises(ValueError, match="shape"):
         grown_weights(other.get_weights(), small.get_weights())
+    with pytest.raises(ValueError, match="shape"):  # a shorter bias is not padded
+        grown_weights([np.zeros(16, np.float32)], [np.zeros(8, np.float32)])
