@@ -179,6 +179,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=None, metavar="S",
                    help="only the first S seconds of every song (quick runs)")
     p.add_argument("--threads", type=int, default=2, help="TFLite threads (default 2)")
+    p.add_argument("--oracle-fft", type=int, default=2048, metavar="N",
+                   help="STFT size of the oracle mask, hop N/4 (default 2048; 64 gives the "
+                        "ceiling of a mask at the models' 64-sample frames)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 

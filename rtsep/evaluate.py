@@ -103,8 +103,10 @@ class Evaluation:
                         "mixture": "the mixture used as the estimate",
                         "best_gain": "g * mixture, g = <s, mix>/<mix, mix> per song and stem "
                                      "(the floor)",
-                        "oracle_irm": f"ideal ratio mask, STFT {metrics.N_FFT}, hop "
-                                      f"{metrics.HOP}, non-causal",
+                        "oracle_irm": f"ideal ratio mask, STFT "
+                                      f"{self.settings.get('oracle_fft', metrics.N_FFT)}, hop "
+                                      f"{self.settings.get('oracle_fft', metrics.N_FFT) // 4}"
+                                      ", non-causal",
                         "over_floor": "model minus best_gain",
                         **({"bss_model": "BSSEval v4 SDR of the model (museval, median over "
                                          "1 s windows)"} if self.settings.get("bss") else {})},
@@ -170,8 +172,13 @@ def _pick_excerpt(song: str, stem: str, rate: int, mix: np.ndarray, est: np.ndar
 def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None = None,
              songs: Sequence[str] | None = None, max_seconds: float | None = None,
              bss: bool = False, threads: int = 2, progress: bool = True,
-             log: Callable[[str], None] | None = None) -> Evaluation:
-    """Score ``model`` and the three references on every song; see the module docstring."""
+             log: Callable[[str], None] | None = None,
+             oracle_fft: int = metrics.N_FFT) -> Evaluation:
+    """Score ``model`` and the three references on every song; see the module docstring.
+
+    ``oracle_fft``: the oracle mask's STFT size (hop a quarter of it). The default 2048 is the
+    usual offline ceiling; the model's own resolution (64 for 64-sample frames) tells how much of
+    the gap a mask at that resolution could close at best."""
     from rtsep.models.data.excerpts import load_song
     from rtsep.models.data.musdb import MUSDB_STEMS, DataLayoutError
 
@@ -179,6 +186,8 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
     spec = data if isinstance(data, DataSpec) else parse_data(data, subset)
     if max_seconds is not None and max_seconds <= 0:
         raise ConfigError(f"--max-seconds must be > 0, got {max_seconds}")
+    if oracle_fft < 4 or oracle_fft % 4:
+        raise ConfigError(f"--oracle-fft must be a multiple of 4, at least 4; got {oracle_fft}")
     if bss:
         metrics.require_museval()
     sep = Separator.load(model, threads=threads)
@@ -220,7 +229,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
             start = time.perf_counter()
             est = sep.separate(mix, BLOCK, lambda k: bar.update(k / rate))
             wall = time.perf_counter() - start
-            irm = metrics.oracle_irm(refs, mix)
+            irm = metrics.oracle_irm(refs, mix, oracle_fft, oracle_fft // 4)
             song: dict[str, Any] = {"seconds": round(len(mix) / rate, 3),
                                     "channels": int(mix.shape[1]),
                                     "speed_x_real_time": round(len(mix) / rate / wall, 2),
@@ -285,7 +294,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
         settings={"silence_rms": SILENCE_RMS, "max_seconds": max_seconds, "bss": bss,
                   "sdr": "MDX: 10*log10((sum s^2 + eps)/(sum (s - s_hat)^2 + eps)) over all "
                          f"samples and channels, eps {metrics.EPS}",
-                  "block": BLOCK, "threads": threads},
+                  "block": BLOCK, "threads": threads, "oracle_fft": oracle_fft},
         excerpt=excerpt)
 
 
@@ -435,7 +444,7 @@ def run_eval(args: Any) -> int:
     """The ``rtsep eval`` command: evaluate, print the table, write JSON and PNG."""
     songs = [s.strip() for s in args.songs.split(",") if s.strip()] if args.songs else None
     ev = evaluate(args.model, args.data, args.subset, songs, args.max_seconds, args.bss,
-                  args.threads, progress=not args.quiet)
+                  args.threads, progress=not args.quiet, oracle_fft=args.oracle_fft)
     ev.command = command_line(args)
     print(format_table(ev))
     if args.json:

@@ -171,6 +171,34 @@ def test_eval_end_to_end(tmp_path, eval_model, capsys):
     assert imread(str(out_png)).shape[0] > 400
 
 
+def test_eval_oracle_at_the_models_resolution(tmp_path, eval_model, capsys):
+    """--oracle-fft N: the oracle column is the ideal ratio mask at STFT N, hop N/4 (here the
+    models' 64-sample frames), recorded in the settings; a size that is no multiple of 4 is a
+    one-line error."""
+    data = tmp_path / "data"
+    make_rendered(data)
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(eval_model), "--data", str(data), "--json", str(out),
+                 "--oracle-fft", "64", "-q"]) == 0
+    res = json.loads(out.read_text())
+    assert res["settings"]["oracle_fft"] == 64 and "STFT 64, hop 16" in res["methods"]["oracle_irm"]
+    folder = data / "valid" / "alpha"
+    refs = np.stack([sf.read(str(folder / f"{s}.wav"), dtype="float32")[0]
+                     for s in ("drums", "bass")])
+    mix, _ = sf.read(str(folder / "mixture.wav"), dtype="float32")
+    irm = metrics.oracle_irm(refs, mix, 64, 16)
+    long = metrics.oracle_irm(refs, mix)
+    for i, stem in enumerate(("drums", "bass")):
+        row = res["songs"]["alpha"]["stems"][stem]
+        assert row["oracle_irm"] == pytest.approx(metrics.sdr(refs[i], irm[i]), abs=1e-6)
+        assert abs(row["oracle_irm"] - metrics.sdr(refs[i], long[i])) > 0.01
+    capsys.readouterr()
+    assert main(["eval", "--model", str(eval_model), "--data", str(data),
+                 "--oracle-fft", "30", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--oracle-fft" in err and len(err.splitlines()) == 1
+
+
 def test_eval_is_what_rtsep_file_writes(tmp_path, tiny_model):
     """The scored samples are exactly rtsep file's (FLOAT subtype), across block edges."""
     from rtsep.engine import Separator
