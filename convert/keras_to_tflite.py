@@ -23,20 +23,28 @@ from rtsep.modelcard import expected_window, write_card
 QUANTIZE = ("none", "float16", "int8")
 SIGNATURE = {"key": "serving_default", "input": "frames", "output": "stems"}
 STATE_SIGNATURE = {**SIGNATURE, "state_input": "state", "state_output": "next_state"}
-#: Variants that stream with state instead of recomputing a window.
-STATEFUL_VARIANTS = ("tcn",)
+#: Variants that stream with state instead of recomputing a window: their module, which has
+#: ``build_<variant>(stream_frames=...)``, ``state_size(config)`` and
+#: ``receptive_field(config)``.
+STATEFUL_VARIANTS = {"tcn": "rtsep.models.tcn", "cunet": "rtsep.models.cunet"}
 
 
 def is_stateful(train_card: dict[str, Any]) -> bool:
     return train_card["variant"] in STATEFUL_VARIANTS
 
 
+def stateful_module(variant: str) -> Any:
+    import importlib
+
+    return importlib.import_module(STATEFUL_VARIANTS[variant])
+
+
 def stream_model(model: Any, train_card: dict[str, Any], out_frames: int) -> Any:
     """The streaming twin of a stateful variant, with ``model``'s weights: ``frames[batch,
     out_frames, 64]`` and ``state`` -> ``stems`` and ``next_state``."""
-    from rtsep.models.tcn import build_tcn
-
-    twin = build_tcn(stream_frames=out_frames, **train_card["config"])
+    variant = train_card["variant"]
+    build = getattr(stateful_module(variant), f"build_{variant}")
+    twin = build(stream_frames=out_frames, **train_card["config"])
     twin.set_weights(model.get_weights())
     return twin
 
@@ -158,8 +166,7 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
         "lookahead_frames", 0)
     state = None
     if is_stateful(train_card):
-        from rtsep.models.tcn import receptive_field, state_size
-
+        module = stateful_module(train_card["variant"])
         built_in = int(train_card["config"].get("lookahead", 0))
         if lookahead_frames is not None and lookahead_frames != built_in:
             raise ValueError(f"this {train_card['variant']} model's lookahead is {built_in} "
@@ -168,8 +175,9 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
         context = frames_out  # each invoke takes exactly the new frames
         wrapped = stream_model(model, train_card, frames_out)
         cfg = train_card["config"]
-        state = {"size": state_size(cfg), "receptive_field_frames": receptive_field(cfg),
-                 "layout": "past inputs of every dilated convolution, packed"}
+        state = {"size": module.state_size(cfg),
+                 "receptive_field_frames": module.receptive_field(cfg),
+                 "layout": "past inputs of every causal layer, packed"}
     else:
         wrapped = window_model(model, context, frames_out, lookahead)
     data = to_tflite(wrapped, quantize)

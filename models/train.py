@@ -53,6 +53,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     # on long excerpts (every frame in the loss); gradients clipped like Conv-TasNet's.
     "tcn": {"variant": "tcn", "config": {"mask": "sigmoid", "residual_last": True,
                                          "basis": 256}, "clipnorm": 5.0},
+    # Causal streaming U-Net (models/cunet.py): the fb U-Net's halving levels made causal, a
+    # dilated TCN at 1/16 of the frame rate (5.9 s of context); trained on long excerpts.
+    "cunet": {"variant": "cunet", "config": {"mask": "sigmoid", "residual_last": True,
+                                             "basis": 256}, "loss": "sdr-batch",
+              "clipnorm": 5.0},
 }
 
 
@@ -202,7 +207,7 @@ def train(args: argparse.Namespace) -> Path:
 
     from rtsep.convert.keras_to_tflite import is_stateful
 
-    from .unet import build, levels_multiple
+    from .unet import build, frames_multiple
 
     if args.threads:
         try:
@@ -237,17 +242,20 @@ def train(args: argparse.Namespace) -> Path:
     if args.config:
         config.update(json.loads(args.config))
     context = args.context_frames
-    filters = tuple(config.get("filters", (16, 32, 64, 128, 256, 512)))
-    stateful = is_stateful(recipe)  # a causal stream model: no U-Net levels, lookahead built in
-    if not stateful and context % levels_multiple(filters):
-        raise ConfigError(f"--context-frames must be a multiple of {levels_multiple(filters)}")
+    stateful = is_stateful(recipe)  # a causal stream model: lookahead built in
+    multiple = frames_multiple(recipe["variant"], config)
+    if context % multiple:
+        raise ConfigError(f"--context-frames must be a multiple of {multiple}")
+    if stateful and args.out_frames % multiple:
+        raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
+                          f"{recipe['variant']} model streams blocks of whole coarse frames")
     length = window_samples(context, args.hop)
     lookahead = args.lookahead_frames
     if stateful:  # its lookahead is part of the model: config "lookahead"
         built_in = int(config.get("lookahead", 0))
         if lookahead not in (None, built_in):
-            raise ConfigError(f"the tcn variant's lookahead is part of the model (--config "
-                              f"'{{\"lookahead\": L}}', here {built_in}); --lookahead-frames "
+            raise ConfigError(f"the {recipe['variant']} variant's lookahead is part of the "
+                              f"model (here {built_in} frames); --lookahead-frames "
                               f"{lookahead} does not match it")
         lookahead = built_in
     elif lookahead is None:

@@ -176,7 +176,7 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
     return keras.Model(frames, out, name="fb")
 
 
-VARIANTS = ("seed", "fb", "tcn")
+VARIANTS = ("seed", "fb", "tcn", "cunet")
 
 
 def build(variant: str, **config: Any) -> keras.Model:
@@ -184,6 +184,9 @@ def build(variant: str, **config: Any) -> keras.Model:
     if variant == "tcn":  # models/tcn.py builds on this module's layers
         from .tcn import build_tcn
         return build_tcn(**config)
+    if variant == "cunet":
+        from .cunet import build_cunet
+        return build_cunet(**config)
     builders = {"seed": build_seed, "fb": build_fb}
     if variant not in builders:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -193,3 +196,13 @@ def build(variant: str, **config: Any) -> keras.Model:
 def levels_multiple(filters: tuple[int, ...]) -> int:
     """T must be a multiple of this: every encoder level halves the sequence."""
     return 2 ** len(filters)
+
+
+def frames_multiple(variant: str, config: dict[str, Any]) -> int:
+    """Sequence lengths a variant takes are multiples of this (1 for the unstrided tcn)."""
+    if variant == "tcn":
+        return 1
+    if variant == "cunet":
+        from .cunet import frames_multiple as cunet_multiple
+        return cunet_multiple(config)
+    return levels_multiple(tuple(config.get("filters", (16, 32, 64, 128, 256, 512))))

@@ -18,6 +18,9 @@ def make_model(tmp: Path, name: str, **kwargs) -> Path:
 
 #: A small causal TCN (receptive field 1 + 2*(1+2+4) = 15 frames).
 TINY_TCN = {"basis": 16, "bottleneck": 8, "hidden": 8, "dilations": 3, "repeats": 1}
+#: A small causal streaming U-Net: two halving levels (blocks of 4 frames), a 2-block TCN.
+TINY_CUNET = {"basis": 16, "analysis_frames": 3, "filters": [4, 8], "kernel": 3,
+              "dilations": 2, "tcn_kernel": 2, "hidden": 8}
 
 
 def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"),
@@ -40,6 +43,9 @@ def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b
     if variant == "tcn":  # its lookahead is part of the model
         lookahead = lookahead or 0
         cfg = {"stems": len(stems), **TINY_TCN, **config, "lookahead": lookahead}
+    elif variant == "cunet":  # causal, no lookahead
+        lookahead = 0
+        cfg = {"stems": len(stems), **TINY_CUNET, **config}
     else:
         lookahead = 2 if lookahead is None else lookahead
         cfg = {"stems": len(stems), "filters": list(filters), **config}
@@ -81,13 +87,20 @@ def tiny_tcn_lookahead(model_dir: Path) -> tuple[Path, object]:
                              analysis_frames=2, lookahead=2)
 
 
-@pytest.fixture(params=["window", "stateful", "stateful-lookahead"])
+@pytest.fixture(scope="session")
+def tiny_cunet(model_dir: Path) -> tuple[Path, object]:
+    """A stateful streaming U-Net: two stems, 4 new frames per invoke (latency 159)."""
+    return build_and_convert(model_dir, "tiny-cunet", variant="cunet", out_frames=4)
+
+
+@pytest.fixture(params=["window", "stateful", "stateful-lookahead", "stateful-cunet"])
 def either_model(request: pytest.FixtureRequest, tiny_model: Path,
-                 tiny_tcn: tuple[Path, object], tiny_tcn_lookahead: tuple[Path, object]
-                 ) -> Path:
+                 tiny_tcn: tuple[Path, object], tiny_tcn_lookahead: tuple[Path, object],
+                 tiny_cunet: tuple[Path, object]) -> Path:
     """The engine's contract holds for every model kind."""
     return {"window": tiny_model, "stateful": tiny_tcn[0],
-            "stateful-lookahead": tiny_tcn_lookahead[0]}[request.param]
+            "stateful-lookahead": tiny_tcn_lookahead[0],
+            "stateful-cunet": tiny_cunet[0]}[request.param]
 
 
 @pytest.fixture(scope="session")

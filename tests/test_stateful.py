@@ -1,5 +1,5 @@
-"""The stateful kind (causal TCN): streamed invokes equal the full-sequence model, in Keras, in
-TFLite and through the engine; its card is checked."""
+"""The stateful kind (causal TCN, causal streaming U-Net): streamed invokes equal the
+full-sequence model, in Keras, in TFLite and through the engine; its card is checked."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TCN, music
+from conftest import TINY_CUNET, TINY_TCN, build_and_convert, music
 
 from rtsep.engine import Separator
 from rtsep.errors import ModelError
@@ -69,7 +69,8 @@ def test_card_and_parity(tiny_tcn: tuple[Path, object]) -> None:
 
 
 @pytest.mark.parametrize("which, latency", [("tiny_tcn", 63 + 3 * 32),
-                                            ("tiny_tcn_lookahead", 63 + 2 * 32 + 2 * 32)])
+                                            ("tiny_tcn_lookahead", 63 + 2 * 32 + 2 * 32),
+                                            ("tiny_cunet", 63 + 3 * 32)])
 def test_engine_equals_the_full_sequence_model(which: str, latency: int,
                                                request: pytest.FixtureRequest) -> None:
     """The definition, independent of the engine: frame each channel, run the Keras model on
@@ -84,14 +85,16 @@ def test_engine_equals_the_full_sequence_model(which: str, latency: int,
     ref = np.zeros_like(got)
     for ch in range(2):
         frames = frame_signal(x[:, ch], 32)
-        frames = np.concatenate([frames, np.zeros((la, 64), np.float32)])
-        est = np.asarray(model(frames[None]))[0, la:].transpose(1, 0, 2)  # [stems, frames, 64]
+        n = len(frames)
+        pad = la + (-(n + la)) % 4  # the lookahead, and whole coarse frames for the cunet
+        frames = np.concatenate([frames, np.zeros((pad, 64), np.float32)])
+        est = np.asarray(model(frames[None]))[0, la:la + n].transpose(1, 0, 2)
         ref[:, latency:, ch] = overlap_add(est, 32, len(x))[:, :len(x) - latency]
     assert np.abs(got).max() > 1e-3
     assert np.abs(got - ref).max() <= 1e-5
 
 
-@pytest.mark.parametrize("which", ["tiny_tcn", "tiny_tcn_lookahead"])
+@pytest.mark.parametrize("which", ["tiny_tcn", "tiny_tcn_lookahead", "tiny_cunet"])
 def test_stems_add_up_to_the_input(which: str, request: pytest.FixtureRequest) -> None:
     x = music(0.2, channels=1, seed=6)
     stems = Separator.load(request.getfixturevalue(which)[0]).separate(x, block=512)
@@ -157,3 +160,58 @@ def test_quantised_stateful_model_passes_parity(tmp_path: Path, quantize: str) -
     assert read_card(out).stateful
     report = check(model, out, example_audio(), quantize)
     assert report.ok, report.line()
+
+
+# -- the causal streaming U-Net (models/cunet.py) -------------------------------------------
+def test_cunet_streaming_twin_equals_full_sequence_in_keras() -> None:
+    import keras
+
+    from rtsep.models.cunet import build_cunet, state_size
+
+    keras.utils.set_random_seed(5)
+    full = build_cunet(stems=3, **TINY_CUNET)
+    x = np.random.default_rng(2).normal(0, 0.3, (2, 64, 64)).astype(np.float32)
+    ref = np.asarray(full(x))
+    for f in (4, 8, 16):  # blocks of whole coarse frames, any size, give the same frames
+        twin = build_cunet(stems=3, stream_frames=f, **TINY_CUNET)
+        twin.set_weights(full.get_weights())
+        state = np.zeros((2, state_size(TINY_CUNET)), np.float32)
+        got = []
+        for k in range(0, 64, f):
+            out = twin([x[:, k:k + f], state])
+            got.append(np.asarray(out["stems"]))
+            state = np.asarray(out["next_state"])
+        assert np.abs(np.concatenate(got, 1) - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_cunet_is_causal_within_its_receptive_field() -> None:
+    """No output frame reads a later input frame (through any level's upsampling), nor one
+    further back than receptive_field says."""
+    import keras
+
+    from rtsep.models.cunet import build_cunet, receptive_field
+
+    keras.utils.set_random_seed(6)
+    model = build_cunet(stems=2, **TINY_CUNET)
+    rf = receptive_field(TINY_CUNET)
+    assert 20 < rf < 120
+    x = np.random.default_rng(3).normal(0, 0.3, (1, 128, 64)).astype(np.float32)
+    base = np.asarray(model(x))
+    for t in (37, 38, 39, 40):  # every phase of the two halving levels
+        future = x.copy()
+        future[:, t + 1:] = 0.0
+        changed = np.abs(np.asarray(model(future)) - base).max(axis=(0, 2, 3))
+        assert changed[:t + 1].max() == 0.0 and changed[t + 1:].max() > 0.0
+    t = 127
+    old = x.copy()
+    old[:, :t - rf + 1] = 0.0  # everything before the receptive field of frame t
+    assert np.abs(np.asarray(model(old))[:, t] - base[:, t]).max() <= 1e-6
+
+
+def test_cunet_streams_only_whole_coarse_frames(tmp_path: Path) -> None:
+    from rtsep.models.cunet import build_cunet
+
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build_cunet(stems=2, stream_frames=6, **TINY_CUNET)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        build_and_convert(tmp_path, "bad", variant="cunet", out_frames=2)

@@ -173,6 +173,34 @@ def test_tcn_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_da
     assert main([*args[:-4], "--epochs", "3", "--lookahead-frames", "2", "--resume"]) == 1
 
 
+def test_cunet_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_data: Path,
+                                                          capsys: pytest.CaptureFixture
+                                                          ) -> None:
+    """The causal streaming U-Net: the loss goes down, the converted model streams 4 new
+    frames per invoke; a block that is not whole coarse frames is a one-line error."""
+    from conftest import TINY_CUNET
+
+    from rtsep.convert.keras_to_tflite import convert
+    from rtsep.modelcard import read_card
+    from rtsep.models.card import load_model
+
+    run = tmp_path / "run"
+    args = ["train", "--data", str(tiny_data), "--variant", "cunet", "--out", str(run),
+            "--context-frames", "64", "--batch", "4", "--steps-per-epoch", "30",
+            "--val-windows", "16", "--config", json.dumps(TINY_CUNET), "--threads", "1",
+            "--eval-seconds", "0", "--out-frames", "4", "--epochs", "2"]
+    assert main(args) == 0
+    hist = json.loads((run / "state.json").read_text())["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    model, train_card = load_model(run / "model.keras")
+    card = read_card(convert(model, train_card, tmp_path / "c.tflite"))  # its runtime defaults
+    assert card.stateful and card.out_frames == 4 and card.lookahead_frames == 0
+    capsys.readouterr()
+    assert main([*args[:-4], "--out-frames", "6", "--epochs", "1", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "--out-frames must be a multiple of 4" in err and err.count("\n") == 1
+
+
 def test_sdr_batch_loss_is_minus_the_mdx_sdr_per_stem() -> None:
     """An estimate at half the level of one stem and exact for the other has SDR
     10 log10(4) = 6.02 dB and (almost) the floor's: the loss is minus their mean."""
