@@ -9,8 +9,11 @@ frame) but makes every layer causal, so it streams with state like the ``tcn``:
 - encoder level i: a causal Conv1D (kernel k, stride 2) + BatchNorm + LeakyReLU; its output j
   reads level inputs ``2j - (k - 2) .. 2j + 1``, so it is complete when input ``2j + 1`` is;
 - bottom: residual blocks (1x1, PReLU, LayerNorm, causal depthwise conv dilated 1, 2, 4, ...,
-  PReLU, LayerNorm, 1x1) at 1/2**L of the frame rate: seconds of context for little work
-  (8 dilations, kernel 3, 4 levels: 511 steps of 16 frames = 5.9 s at hop 32);
+  PReLU, LayerNorm, 1x1) at 1/2**L of the frame rate: long context for little work (5
+  dilations, kernel 3, 4 levels: 63 steps of 16 frames; 1139 frames = 0.83 s in all at hop
+  32 with the other layers). Training excerpts must be longer than that (``rtsep train``
+  refuses shorter ones): a tap that never sees data in training keeps its initial weights
+  and adds noise at run time;
 - decoder: each level repeats the coarser frames twice and delays them by one frame (coarse
   frame j then serves frames 2j + 1 and 2j + 2, never one before its last input), concatenates
   the encoder's output of that level and applies a causal Conv1D + ReLU; the full-rate masks
@@ -65,7 +68,7 @@ def receptive_field(config: dict[str, Any]) -> int:
 
 def build_cunet(stems: int = 3, context_frames: int | None = None, basis: int = 256,
                 analysis_frames: int = 16, filters: tuple[int, ...] = (64, 128, 256, 512),
-                kernel: int = 5, dilations: int = 8, tcn_kernel: int = 3, hidden: int = 256,
+                kernel: int = 5, dilations: int = 5, tcn_kernel: int = 3, hidden: int = 256,
                 mask: str = "sigmoid", residual_last: bool = True,
                 stream_frames: int | None = None) -> keras.Model:
     """Full-sequence model ``frames[batch, T, 64] -> stems[batch, T, S, 64]`` (T a multiple of

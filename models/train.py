@@ -54,7 +54,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "tcn": {"variant": "tcn", "config": {"mask": "sigmoid", "residual_last": True,
                                          "basis": 256}, "clipnorm": 5.0},
     # Causal streaming U-Net (models/cunet.py): the fb U-Net's halving levels made causal, a
-    # dilated TCN at 1/16 of the frame rate (5.9 s of context); trained on long excerpts.
+    # dilated TCN at 1/16 of the frame rate (0.83 s of context); trained on long excerpts.
     "cunet": {"variant": "cunet", "config": {"mask": "sigmoid", "residual_last": True,
                                              "basis": 256}, "loss": "sdr-batch",
               "clipnorm": 5.0},
@@ -246,6 +246,14 @@ def train(args: argparse.Namespace) -> Path:
     multiple = frames_multiple(recipe["variant"], config)
     if context % multiple:
         raise ConfigError(f"--context-frames must be a multiple of {multiple}")
+    if stateful:  # every tap must see data in training, or its weights stay at their init
+        from rtsep.convert.keras_to_tflite import stateful_module
+
+        reach = stateful_module(recipe["variant"]).receptive_field(config)
+        if reach > context:
+            raise ConfigError(f"the receptive field ({reach} frames) is longer than a training "
+                              f"excerpt (--context-frames {context}): its oldest taps would "
+                              "never see data; use longer excerpts or fewer dilations")
     if stateful and args.out_frames % multiple:
         raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
                           f"{recipe['variant']} model streams blocks of whole coarse frames")

@@ -199,6 +199,10 @@ def test_cunet_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_
     assert main([*args[:-4], "--out-frames", "6", "--epochs", "1", "--resume"]) == 1
     err = capsys.readouterr().err
     assert "--out-frames must be a multiple of 4" in err and err.count("\n") == 1
+    short = [*args, "--context-frames", "16", "--out", str(tmp_path / "short")]
+    assert main(short) == 1  # excerpts shorter than the receptive field (28 frames)
+    err = capsys.readouterr().err
+    assert "receptive field (28 frames)" in err and err.count("\n") == 1
 
 
 def test_sdr_batch_loss_is_minus_the_mdx_sdr_per_stem() -> None:
