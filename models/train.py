@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import queue
 import sys
@@ -72,6 +73,22 @@ def data_specs(args: argparse.Namespace) -> list[str]:
     """The ``--data`` folders in order (one string when called with a plain Namespace); the
     first one's validation songs are the yardstick."""
     return [args.data] if isinstance(args.data, str) else list(args.data)
+
+
+def stem_exclusions(args: argparse.Namespace) -> dict[str, frozenset[str]]:
+    """``--exclude-stem DIR=STEM`` as {--data spec: stems kept out of its training songs}."""
+    specs = data_specs(args)
+    out: dict[str, set[str]] = {}
+    for item in getattr(args, "exclude_stem", None) or []:
+        folder, sep, stem = item.rpartition("=")
+        if not sep or not folder or not stem:
+            raise ConfigError(f"--exclude-stem {item!r}: expected DIR=STEM")
+        spec = next((d for d in specs if d == folder or Path(d) == Path(folder)), None)
+        if spec is None:
+            raise ConfigError(f"--exclude-stem {item!r}: {folder} is not one of the --data "
+                              f"folders ({', '.join(specs)})")
+        out.setdefault(spec, set()).add(stem)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def window_samples(context: int, hop: int) -> int:
@@ -224,11 +241,15 @@ def train(args: argparse.Namespace) -> Path:
     # Several --data folders: training draws from all their training songs; validation (and
     # model selection) stays on the first folder's, so adding data never moves the yardstick.
     data = data_specs(args)
+    excluded = stem_exclusions(args)
     try:
         train_tracks, val_tracks = [], []
         for i, spec in enumerate(data):
             root, train_subset, val_subset = parse_data(spec)
-            train_tracks += load_tracks(root, train_subset)
+            keep_out = excluded.get(spec, frozenset())
+            train_tracks += [dataclasses.replace(
+                t, exclude_stems=tuple(sorted(keep_out.union(t.exclude_stems))))
+                for t in load_tracks(root, train_subset)]
             if i == 0:
                 val_tracks = load_tracks(root, val_subset)
     except DataLayoutError as e:
@@ -365,7 +386,10 @@ def train(args: argparse.Namespace) -> Path:
                     "lookahead_frames": lookahead},
         "training": {
             "data": " + ".join(data), "train_songs": len(train_tracks),
-            "valid_songs": [t.name for t in val_tracks], "recipe": {
+            "valid_songs": [t.name for t in val_tracks],
+            **({"exclude_stems": {k: sorted(v) for k, v in excluded.items()}}
+               if excluded else {}),
+            "recipe": {
                 "loss": {"mae": "MAE of overlap-added stems",
                          "mae-stem": "MAE of overlap-added stems, each stem divided by its "
                                      "mean absolute level in the batch",
@@ -483,6 +507,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, action="append",
                    help="rendered data folder, or musdb:PATH; repeatable: training uses every "
                         "folder's training songs, validation the first folder's")
+    p.add_argument("--exclude-stem", action="append", default=[], metavar="DIR=STEM",
+                   help="keep STEM of every training song of the --data folder DIR out of "
+                        "training (as a manifest's exclude_stems; the other stems still "
+                        "train), e.g. generated songs whose drums are unlike the rest; "
+                        "repeatable")
     p.add_argument("--variant", choices=sorted(RECIPES), default="seed")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--epochs", type=int, default=40)

@@ -128,6 +128,31 @@ def test_several_data_folders_train_on_all_and_validate_on_the_first(
     assert training["train_songs"] == 3 + 2
     assert training["valid_songs"] == ["held"]
     assert training["data"] == f"{tiny_data} + {extra}"
+    assert "exclude_stems" not in training
+
+
+def test_exclude_stem_keeps_a_folders_stem_out_of_training(
+        tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture) -> None:
+    """--exclude-stem DIR=STEM: recorded in the card; with every folder's drums kept out,
+    nothing can give drums, which is a one-line error (so the exclusion is applied)."""
+    extra = tmp_path / "extra"
+    write_song(extra / "train" / "gen0", 20)
+    base = ["train", "--data", str(tiny_data), "--data", str(extra), "--variant", "fb",
+            "--filters", "8,16", "--context-frames", "16", "--batch", "4",
+            "--steps-per-epoch", "2", "--val-windows", "8", "--config", '{"basis": 16}',
+            "--threads", "1", "--epochs", "1", "--eval-seconds", "0"]
+    run = tmp_path / "run"
+    assert main([*base, "--out", str(run), "--exclude-stem", f"{extra}=drums"]) == 0
+    training = json.loads((run / "model.json").read_text())["training"]
+    assert training["exclude_stems"] == {str(extra): ["drums"]}
+    capsys.readouterr()
+    both = ["--exclude-stem", f"{extra}=drums", "--exclude-stem", f"{tiny_data}/=drums"]
+    assert main([*base, "--out", str(tmp_path / "none"), *both]) == 1
+    err = capsys.readouterr().err
+    assert "no track has a usable 'drums' stem" in err and err.count("\n") == 1
+    assert main([*base, "--out", str(tmp_path / "x"), "--exclude-stem", "elsewhere=bass"]) == 1
+    err = capsys.readouterr().err
+    assert "elsewhere is not one of the --data folders" in err and err.count("\n") == 1
 
 
 def test_loss_span_covers_samples_whose_frames_are_all_scored() -> None:
