@@ -455,7 +455,26 @@ def test_composed_songs_are_seeded_and_split_into_all_three_stems(tmp_path):
     assert len(styles) >= 5 and len(programs) >= 10
     assert thinned >= 6  # parts drop out in some section (intros, breakdowns) in most songs
     # The drum balance varies widely (the synthesizer's CC7 gain is 40 log10(v / 127) dB).
-    assert 40 * np.log10(max(drum_volumes) / min(drum_volumes)) >= 12
+    drum_volumes += [p.volume for i in range(12, 40) for p in compose(4, i).parts
+                     if p.role == "drums"]
+    assert 40 * np.log10(max(drum_volumes) / min(drum_volumes)) >= 14
+
+
+def test_composed_drums_keep_time_mostly_on_the_closed_hi_hat():
+    """The drum palette of 40 songs: the closed hi-hat is the commonest sound (as in the
+    openmsx songs), shakers stay rare, both GM kicks appear."""
+    from collections import Counter
+
+    from rtsep.models.data.compose import compose
+
+    hits: Counter[int] = Counter()
+    for i in range(40):
+        for part in compose(7, i).parts:
+            if part.role == "drums":
+                hits.update(n.pitch for n in part.notes)
+    total = sum(hits.values())
+    assert hits.most_common(1)[0][0] == 42
+    assert hits[70] / total < 0.06 and hits[35] > 0 and hits[36] > 0
 
 
 def test_rotated_soundfonts_cycle_over_training_originals(tmp_path):
