@@ -53,12 +53,13 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Causal dilated TCN (models/tcn.py): 0.74 s of past context, streams with state. Trained
     # on long excerpts (every frame in the loss); gradients clipped like Conv-TasNet's.
     "tcn": {"variant": "tcn", "config": {"mask": "sigmoid", "residual_last": True,
-                                         "basis": 256}, "clipnorm": 5.0},
+                                         "basis": 256}, "clipnorm": 5.0,
+            "context_frames": 2048},
     # Causal streaming U-Net (models/cunet.py): the fb U-Net's halving levels made causal, a
     # dilated TCN at 1/16 of the frame rate (0.83 s of context); trained on long excerpts.
     "cunet": {"variant": "cunet", "config": {"mask": "sigmoid", "residual_last": True,
                                              "basis": 256}, "loss": "sdr-batch",
-              "clipnorm": 5.0},
+              "clipnorm": 5.0, "context_frames": 2048},
 }
 
 
@@ -262,7 +263,7 @@ def train(args: argparse.Namespace) -> Path:
         config["filters"] = [int(f) for f in args.filters.split(",")]
     if args.config:
         config.update(json.loads(args.config))
-    context = args.context_frames
+    context = args.context_frames or recipe.get("context_frames", 64)
     stateful = is_stateful(recipe)  # a causal stream model: lookahead built in
     multiple = frames_multiple(recipe["variant"], config)
     if context % multiple:
@@ -531,7 +532,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "0.5-1.5): a model that does not learn the training songs' level "
                         "balance (how loud drums are against bass) as a prior")
     p.add_argument("--hop", type=int, default=32)
-    p.add_argument("--context-frames", type=int, default=64)
+    p.add_argument("--context-frames", type=int, default=None,
+                   help="frames per training example (default 64; the stateful tcn and "
+                        "cunet: 2048, longer than their receptive fields)")
     p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")
     p.add_argument("--lookahead-frames", type=int, default=None,
                    help="runtime default for conversion (default 8; tcn: 0, it is causal)")

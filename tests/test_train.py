@@ -224,6 +224,13 @@ def test_cunet_trains_on_whole_excerpts_and_ships_stateful(tmp_path: Path, tiny_
     assert main([*args[:-4], "--out-frames", "6", "--epochs", "1", "--resume"]) == 1
     err = capsys.readouterr().err
     assert "--out-frames must be a multiple of 4" in err and err.count("\n") == 1
+    i = args.index("--context-frames")
+    default = args[:i] + args[i + 2:]  # the recipe's excerpt length
+    default[default.index("--steps-per-epoch") + 1] = "1"
+    assert main([*default, "--epochs", "1", "--out", str(tmp_path / "default")]) == 0
+    recipe = json.loads((tmp_path / "default" / "model.json").read_text())["training"]["recipe"]
+    assert recipe["window_samples"] == (2048 - 1) * 32 + 64
+    capsys.readouterr()
     short = [*args, "--context-frames", "16", "--out", str(tmp_path / "short")]
     assert main(short) == 1  # excerpts shorter than the receptive field (28 frames)
     err = capsys.readouterr().err
