@@ -36,7 +36,7 @@ import keras
 from keras import layers
 
 from .tcn import _Past
-from .unet import FRAME, ApplyMask, ResidualLast, _masks
+from .unet import FRAME, ApplyMask, ResidualLast, _masks, levels_multiple
 
 
 def _geometry(config: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def _geometry(config: dict[str, Any]) -> dict[str, Any]:
 
 def frames_multiple(config: dict[str, Any]) -> int:
     """Sequence lengths and streamed blocks must be multiples of this (one frame per level)."""
-    return 2 ** len(_geometry(config)["filters"])
+    return levels_multiple(_geometry(config)["filters"])
 
 
 def receptive_field(config: dict[str, Any]) -> int:
@@ -75,7 +75,7 @@ def build_cunet(stems: int = 3, context_frames: int | None = None, basis: int = 
     2**len(filters)); ``stream_frames=F``: the streaming twin with the same layers in the same
     order, ``frames[batch, F, 64], state[batch, size] -> {stems, next_state}``."""
     filters = tuple(int(f) for f in filters)
-    multiple = 2 ** len(filters)
+    multiple = levels_multiple(filters)
     if stream_frames is not None and stream_frames % multiple:
         raise ValueError(f"a cunet with {len(filters)} levels streams blocks of a multiple of "
                          f"{multiple} frames, not {stream_frames}")

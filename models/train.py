@@ -223,7 +223,7 @@ def train(args: argparse.Namespace) -> Path:
     import keras
     import tensorflow as tf
 
-    from rtsep.convert.keras_to_tflite import is_stateful
+    from rtsep.convert.keras_to_tflite import is_stateful, stateful_module
 
     from .unet import build, frames_multiple
 
@@ -269,16 +269,14 @@ def train(args: argparse.Namespace) -> Path:
     if context % multiple:
         raise ConfigError(f"--context-frames must be a multiple of {multiple}")
     if stateful:  # every tap must see data in training, or its weights stay at their init
-        from rtsep.convert.keras_to_tflite import stateful_module
-
         reach = stateful_module(recipe["variant"]).receptive_field(config)
         if reach > context:
             raise ConfigError(f"the receptive field ({reach} frames) is longer than a training "
                               f"excerpt (--context-frames {context}): its oldest taps would "
                               "never see data; use longer excerpts or fewer dilations")
-    if stateful and args.out_frames % multiple:
-        raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
-                          f"{recipe['variant']} model streams blocks of whole coarse frames")
+        if args.out_frames % multiple:
+            raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
+                              f"{recipe['variant']} model streams blocks of whole coarse frames")
     length = window_samples(context, args.hop)
     lookahead = args.lookahead_frames
     if stateful:  # its lookahead is part of the model: config "lookahead"

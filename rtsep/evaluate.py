@@ -92,6 +92,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         means = self.means
+        n_fft = self.settings.get("oracle_fft", metrics.N_FFT)
         return {
             "command": self.command,
             "model": self.model,
@@ -103,10 +104,8 @@ class Evaluation:
                         "mixture": "the mixture used as the estimate",
                         "best_gain": "g * mixture, g = <s, mix>/<mix, mix> per song and stem "
                                      "(the floor)",
-                        "oracle_irm": f"ideal ratio mask, STFT "
-                                      f"{self.settings.get('oracle_fft', metrics.N_FFT)}, hop "
-                                      f"{self.settings.get('oracle_fft', metrics.N_FFT) // 4}"
-                                      ", non-causal",
+                        "oracle_irm": f"ideal ratio mask, STFT {n_fft}, hop {n_fft // 4}, "
+                                      "non-causal",
                         "over_floor": "model minus best_gain",
                         **({"bss_model": "BSSEval v4 SDR of the model (museval, median over "
                                          "1 s windows)"} if self.settings.get("bss") else {})},

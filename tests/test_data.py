@@ -513,7 +513,7 @@ def test_composed_song_renders_with_every_stem_audible(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: ")
 
 
-def test_stem_levels_are_energy_over_the_mixture(tmp_path):
+def test_stem_levels_are_energy_over_the_mixture(tmp_path, capsys):
     from rtsep.models.data.levels import main, stem_levels
 
     make_rendered_like(tmp_path)  # songs good, bad, quiet: independent +-0.3 noise stems
@@ -526,3 +526,7 @@ def test_stem_levels_are_energy_over_the_mixture(tmp_path):
                        atol=0.2)
     assert len(stem_levels(tmp_path, seconds=1.0, max_songs=1)["bass"]) == 1
     assert main([str(tmp_path), "--seconds", "1"]) == 0
+    line = capsys.readouterr().out  # medians over the songs that have each stem
+    assert "(3 songs)" in line
+    for stem in STEMS:
+        assert f"{stem} {np.median(levels[stem]):+.1f} dB" in line

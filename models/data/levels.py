@@ -25,7 +25,8 @@ def stem_levels(root: str | Path, subset: str = "train", seconds: float = 40.0,
     tracks = [t for t in load_tracks(root, subset) if not (originals_only and "@" in t.name)]
     levels: dict[str, list[float]] = {s: [] for s in STEMS}
     for track in tracks[:max_songs]:
-        mix, rate = sf.read(track.paths["mixture"], frames=int(seconds * 44100))
+        rate = sf.info(str(track.paths["mixture"])).samplerate
+        mix, _ = sf.read(track.paths["mixture"], frames=int(seconds * rate))
         mix_energy = float(np.mean(np.square(mix)))
         for stem in STEMS:
             x, _ = sf.read(track.paths[stem], frames=len(mix))
