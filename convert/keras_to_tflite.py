@@ -18,6 +18,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from rtsep.errors import ModelError
 from rtsep.modelcard import expected_window, write_card
 
 QUANTIZE = ("none", "float16", "int8")
@@ -178,6 +179,17 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
         state = {"size": module.state_size(cfg),
                  "receptive_field_frames": module.receptive_field(cfg),
                  "layout": "past inputs of every causal layer, packed"}
+    elif train_card["variant"] == "spec":  # inverse STFT for the output frames only
+        from rtsep.models import spec
+
+        cfg = train_card["config"]
+        if context_frames is None and (out_frames is not None or lookahead_frames is not None):
+            context = spec.min_context_frames(cfg, frames_out) + lookahead - (
+                spec.min_lookahead_frames(cfg))
+        try:
+            wrapped = spec.window_twin(model, cfg, context, frames_out, lookahead)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
     else:
         wrapped = window_model(model, context, frames_out, lookahead)
     data = to_tflite(wrapped, quantize)

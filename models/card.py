@@ -54,7 +54,7 @@ def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """Load a .keras model (with rtsep's custom layers registered) and its card."""
     import keras
 
-    from . import unet  # noqa: F401 - registers the custom layers
+    from . import spec, unet  # noqa: F401 - register the custom layers
 
     card = load_card(path)
     try:

@@ -60,6 +60,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cunet": {"variant": "cunet", "config": {"mask": "sigmoid", "residual_last": True,
                                              "basis": 256}, "loss": "sdr-batch",
               "clipnorm": 5.0, "context_frames": 2048},
+    # Masks on a 2048-point STFT (models/spec.py): frequency resolution for bass, paid for in
+    # latency (about 60 ms of lookahead); hop 64 (rectangular frames that tile the signal).
+    # Trained full-sequence on 3-s excerpts; the runtime window holds its receptive field.
+    "spec": {"variant": "spec", "config": {"residual_last": True}, "loss": "sdr-batch",
+             "clipnorm": 5.0, "context_frames": 2048, "hop": 64, "out_frames": 64},
 }
 
 
@@ -264,6 +269,10 @@ def train(args: argparse.Namespace) -> Path:
     if args.config:
         config.update(json.loads(args.config))
     context = args.context_frames or recipe.get("context_frames", 64)
+    hop = args.hop or recipe.get("hop", 32)
+    if "hop" in recipe and hop != recipe["hop"]:
+        raise ConfigError(f"the {args.variant} variant runs at hop {recipe['hop']}, not {hop}")
+    out_frames = args.out_frames or recipe.get("out_frames", 8)
     stateful = is_stateful(recipe)  # a causal stream model: lookahead built in
     multiple = frames_multiple(recipe["variant"], config)
     if context % multiple:
@@ -274,10 +283,10 @@ def train(args: argparse.Namespace) -> Path:
             raise ConfigError(f"the receptive field ({reach} frames) is longer than a training "
                               f"excerpt (--context-frames {context}): its oldest taps would "
                               "never see data; use longer excerpts or fewer dilations")
-        if args.out_frames % multiple:
+        if out_frames % multiple:
             raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
                               f"{recipe['variant']} model streams blocks of whole coarse frames")
-    length = window_samples(context, args.hop)
+    length = window_samples(context, hop)
     lookahead = args.lookahead_frames
     if stateful:  # its lookahead is part of the model: config "lookahead"
         built_in = int(config.get("lookahead", 0))
@@ -286,6 +295,16 @@ def train(args: argparse.Namespace) -> Path:
                               f"model (here {built_in} frames); --lookahead-frames "
                               f"{lookahead} does not match it")
         lookahead = built_in
+    elif recipe["variant"] == "spec":  # its runtime window must hold the STFT and lookahead
+        from . import spec
+
+        if out_frames % multiple:
+            raise ConfigError(f"--out-frames must be a multiple of {multiple} (whole STFT hops)")
+        need = spec.min_lookahead_frames(config)
+        if lookahead is not None and lookahead < need:
+            raise ConfigError(f"the spec variant needs --lookahead-frames >= {need} (its STFT "
+                              f"frames and their lookahead), not {lookahead}")
+        lookahead = need if lookahead is None else lookahead
     elif lookahead is None:
         lookahead = 8
 
@@ -299,9 +318,8 @@ def train(args: argparse.Namespace) -> Path:
     if args.loss_frames and stateful:
         raise ConfigError("--loss-frames is for window models (a stateful model is trained "
                           "on every step of its excerpt already)")
-    span = loss_span(args.hop, context, delay, args.loss_frames or 0, lookahead)
-    loss_fn = ola_loss_fn(args.hop, context, loss, delay=delay, span=span)
-    hop = args.hop
+    span = loss_span(hop, context, delay, args.loss_frames or 0, lookahead)
+    loss_fn = ola_loss_fn(hop, context, loss, delay=delay, span=span)
 
     # Exponential moving average of the weights (BatchNorm statistics included): validation,
     # model.keras and last.keras use it; single checkpoints of this small-batch training swing
@@ -381,8 +399,9 @@ def train(args: argparse.Namespace) -> Path:
     card_base = {
         "variant": recipe["variant"], "config": config, "stems": list(stems),
         "sample_rate": 44100, "hop": hop,
-        "runtime": {"context_frames": context, "out_frames": args.out_frames,
-                    "lookahead_frames": lookahead},
+        "runtime": {"context_frames": runtime_context(recipe["variant"], config, context,
+                                                      out_frames, lookahead),
+                    "out_frames": out_frames, "lookahead_frames": lookahead},
         "training": {
             "data": " + ".join(data), "train_songs": len(train_tracks),
             "valid_songs": [t.name for t in val_tracks],
@@ -451,6 +470,18 @@ def train(args: argparse.Namespace) -> Path:
     finally:
         fetch.close()
     return out / "model.keras"
+
+
+def runtime_context(variant: str, config: dict[str, Any], context: int, out_frames: int,
+                    lookahead: int) -> int:
+    """The window the converter defaults to: the training excerpt, but for ``spec``, trained
+    on whole excerpts, the shortest window that holds its receptive field."""
+    if variant != "spec":
+        return context
+    from . import spec
+
+    return spec.min_context_frames(config, out_frames) + lookahead - spec.min_lookahead_frames(
+        config)
 
 
 def grown_weights(target: list[np.ndarray], source: list[np.ndarray]) -> list[np.ndarray]:
@@ -529,11 +560,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="per-stem training gains log-uniform within +-D dB (default: linear "
                         "0.5-1.5): a model that does not learn the training songs' level "
                         "balance (how loud drums are against bass) as a prior")
-    p.add_argument("--hop", type=int, default=32)
+    p.add_argument("--hop", type=int, default=None, help="frame hop (default 32; spec: 64)")
     p.add_argument("--context-frames", type=int, default=None,
                    help="frames per training example (default 64; the stateful tcn and "
                         "cunet: 2048, longer than their receptive fields)")
-    p.add_argument("--out-frames", type=int, default=8, help="runtime default for conversion")
+    p.add_argument("--out-frames", type=int, default=None,
+                   help="runtime default for conversion (default 8; spec: 64)")
     p.add_argument("--lookahead-frames", type=int, default=None,
                    help="runtime default for conversion (default 8; tcn: 0, it is causal)")
     p.add_argument("--stems", default=None, help="comma-separated (default: all in the data)")

@@ -176,7 +176,7 @@ def build_fb(stems: int = 3, context_frames: int | None = None,
     return keras.Model(frames, out, name="fb")
 
 
-VARIANTS = ("seed", "fb", "tcn", "cunet")
+VARIANTS = ("seed", "fb", "tcn", "cunet", "spec")
 
 
 def build(variant: str, **config: Any) -> keras.Model:
@@ -187,6 +187,9 @@ def build(variant: str, **config: Any) -> keras.Model:
     if variant == "cunet":
         from .cunet import build_cunet
         return build_cunet(**config)
+    if variant == "spec":
+        from .spec import build_spec
+        return build_spec(**config)
     builders = {"seed": build_seed, "fb": build_fb}
     if variant not in builders:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -205,4 +208,7 @@ def frames_multiple(variant: str, config: dict[str, Any]) -> int:
     if variant == "cunet":
         from .cunet import frames_multiple as cunet_multiple
         return cunet_multiple(config)
+    if variant == "spec":
+        from .spec import frames_multiple as spec_multiple
+        return spec_multiple(config)
     return levels_multiple(tuple(config.get("filters", (16, 32, 64, 128, 256, 512))))

@@ -21,6 +21,9 @@ TINY_TCN = {"basis": 16, "bottleneck": 8, "hidden": 8, "dilations": 3, "repeats"
 #: A small causal streaming U-Net: two halving levels (blocks of 4 frames), a 2-block TCN.
 TINY_CUNET = {"basis": 16, "analysis_frames": 3, "filters": [4, 8], "kernel": 3,
               "dilations": 2, "tcn_kernel": 2, "hidden": 8}
+#: A small STFT-mask model: n_fft 256 (one engine frame per STFT hop), receptive field 1
+#: frame ahead and 1 + 2*(1+2) = 7 behind.
+TINY_SPEC = {"n_fft": 256, "hidden": 8, "lookahead": 1, "dilations": [1, 2]}
 
 
 def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b"),
@@ -46,6 +49,13 @@ def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b
     elif variant == "cunet":  # causal, no lookahead
         lookahead = 0
         cfg = {"stems": len(stems), **TINY_CUNET, **config}
+    elif variant == "spec":  # hop 64; the window holds the STFT frames and their context
+        from rtsep.models.spec import min_context_frames, min_lookahead_frames
+
+        hop = 64
+        cfg = {"stems": len(stems), **TINY_SPEC, **config}
+        lookahead = min_lookahead_frames(cfg) if lookahead is None else lookahead
+        context = min_context_frames(cfg, out_frames) + lookahead - min_lookahead_frames(cfg)
     else:
         lookahead = 2 if lookahead is None else lookahead
         cfg = {"stems": len(stems), "filters": list(filters), **config}
