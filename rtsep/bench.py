@@ -115,7 +115,7 @@ def run_bench(model: str | None, block: int, threads: int, seconds: float,
     """Everything ``rtsep bench`` reports, as one dict (the ``--json`` keys)."""
     if block < 1 or seconds <= 0 or threads < 1:
         raise ConfigError("--block, --seconds and --threads must be positive")
-    sep = Separator.load(model, threads=threads)
+    sep = Separator.load(model, threads=threads, live=True)
     rate = sep.sample_rate
     result: dict[str, Any] = {
         "model": sep.card.name,

@@ -202,7 +202,7 @@ def roundtrip(model: str | None, block: int, threads: int = 1, *, clicks: int = 
         return _unmeasured(NO_SERVER)
     from .engine import Separator
 
-    sep = Separator.load(model, threads=threads)
+    sep = Separator.load(model, threads=threads, live=True)
     alg, rate = sep.latency_samples, sep.sample_rate
     max_lag = 2 * (alg + block) + 4096  # covers periods up to 2048 with room to spare
     deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ConfigError, MissingExtraError, RtsepError
+from .modelcard import DEFAULT_MODEL, LIVE_DEFAULT_MODEL
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 1, 2, 3
 
@@ -23,7 +24,7 @@ def _cmd_file(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .framing import latency_terms
-    from .modelcard import DEFAULT_MODEL, read_card, shipped_models
+    from .modelcard import read_card, shipped_models
 
     cards = []
     for path in shipped_models():
@@ -37,7 +38,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if not cards:
         print("no shipped models found")
     for c in cards:
-        default = " (default)" if c["name"] == DEFAULT_MODEL else ""
+        default = {DEFAULT_MODEL: " (default)", LIVE_DEFAULT_MODEL: " (default for live and "
+                   "bench)"}.get(c["name"], "")
         sdr = c.get("validation", {}).get("sdr_over_floor_db", {})
         sdr_txt = ", ".join(f"{k} {v:+.1f}" for k, v in sdr.items()) if sdr else "not measured"
         if c["kind"] == "stateful":
@@ -127,7 +129,8 @@ def _add_file(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("file", help="separate audio files into stem files")
     p.add_argument("songs", nargs="+", metavar="SONG", help="audio files (wav, flac, ogg...)")
     p.add_argument("-o", "--out", default="separated", help="output folder (default ./separated)")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+                   f"(default: {DEFAULT_MODEL}, the best separation)")
     p.add_argument("--stems", default=None, help="comma-separated stems to write (default all)")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
     p.add_argument("--subtype", choices=("PCM_16", "PCM_24", "FLOAT"), default="PCM_16")
@@ -165,7 +168,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="SDR per stem on held-out songs, beside the constant-gain "
                        "floor, the mixture and an oracle mask")
     p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
-                   "(default: the default shipped model)")
+                   f"(default: {DEFAULT_MODEL})")
     p.add_argument("--data", required=True, metavar="DIR|musdb:PATH",
                    help="rendered data folder (rtsep data render) or musdb:PATH (MUSDB18-HQ)")
     p.add_argument("--subset", choices=("valid", "test", "train"), default=None,
@@ -202,7 +205,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    "file played as if live (default: mic)")
     p.add_argument("--out", default="speakers", metavar="DEVICE",
                    help="speakers (default output), a device number or name substring")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+                   f"(default: {LIVE_DEFAULT_MODEL}, the lowest latency)")
     p.add_argument("--solo", action="append", default=[], metavar="STEM",
                    help="play only this stem (repeatable)")
     p.add_argument("--mute", action="append", default=[], metavar="STEM",
@@ -241,7 +245,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         return cmd_bench(args)
 
     p = sub.add_parser("bench", help="measure latency and CPU cost on this machine")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path")
+    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+                   f"(default: {LIVE_DEFAULT_MODEL}, the live default)")
     p.add_argument("--block", type=int, default=64, help="live block size (default 64)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads (default 1)")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of music to time")

@@ -51,9 +51,11 @@ class Separator:
         ModelRunner(card, model_bytes, batch=1, threads=threads)
 
     @classmethod
-    def load(cls, model: str | Path | None = None, threads: int = 1) -> Separator:
-        """Load a shipped model by name, a .tflite path, or the default (None)."""
-        path = modelcard.resolve(model)
+    def load(cls, model: str | Path | None = None, threads: int = 1,
+             live: bool = False) -> Separator:
+        """Load a shipped model by name, a .tflite path, or the default (None): the file
+        default, or with ``live`` the low-latency live default."""
+        path = modelcard.resolve(model, live)
         card = modelcard.read_card(path)
         try:
             data = path.read_bytes()

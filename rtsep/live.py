@@ -445,7 +445,8 @@ def run_live(opts: LiveOptions) -> int:
     if opts.duration is not None and not opts.duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds, got {opts.duration}")
     latency_arg = parse_latency(opts.latency)
-    sep = Separator.load(opts.model, threads=1)  # quiet: the runtime mutes LiteRT's banner
+    # quiet: the runtime mutes LiteRT's banner
+    sep = Separator.load(opts.model, threads=1, live=True)
     rate, stems = sep.sample_rate, sep.stems
     gains = dict(parse_gain(g, stems) for g in opts.gains)
     remix = Remix(stems, rate, solo=opts.solo, mute=opts.mute, gains_db=gains)

@@ -21,7 +21,10 @@ from .errors import ModelError
 from .framing import FRAME
 
 CARD_FORMAT = "rtsep-model/1"
-DEFAULT_MODEL = "fb-openmsx"
+#: The default for files and evaluation (the best separation), and for live use and the
+#: latency benchmark (the lowest latency that separates): one quality model, one live model.
+DEFAULT_MODEL = "spec-openmsx"
+LIVE_DEFAULT_MODEL = "fb-openmsx"
 KINDS = ("window", "stateful")
 
 # field -> type(s) accepted; checked before anything else is read.
@@ -201,10 +204,11 @@ def shipped_models() -> list[Path]:
     return sorted(d.glob("*.tflite")) if d.is_dir() else []
 
 
-def resolve(model: str | Path | None) -> Path:
-    """A shipped name, a path to a .tflite, or None for the default shipped model."""
+def resolve(model: str | Path | None, live: bool = False) -> Path:
+    """A shipped name, a path to a .tflite, or None for the default shipped model (for live
+    use with ``live``)."""
     if model is None:
-        model = DEFAULT_MODEL
+        model = LIVE_DEFAULT_MODEL if live else DEFAULT_MODEL
     p = Path(model)
     if p.suffix == ".tflite" or p.exists() or "/" in str(model):
         return p

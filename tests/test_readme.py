@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from rtsep.engine import Separator
-from rtsep.modelcard import DEFAULT_MODEL, read_card, shipped_models
+from rtsep.modelcard import DEFAULT_MODEL, LIVE_DEFAULT_MODEL, read_card, shipped_models
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "rtsep" / "examples" / "example.flac"
@@ -51,7 +51,15 @@ def test_models_lists_the_shipped_cards() -> None:
     res = subprocess.run([sys.executable, "-m", "rtsep", "models"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and "(default)" in res.stdout, res.stdout + res.stderr
+    assert f"{LIVE_DEFAULT_MODEL} (default for live and bench)" in res.stdout
     assert "validation SDR over the constant-gain floor" in res.stdout
+
+
+def test_files_and_live_have_their_own_defaults() -> None:
+    """The best separation for files, the lowest latency that separates for live use."""
+    files, live = Separator.load(), Separator.load(live=True)
+    assert (files.card.name, live.card.name) == (DEFAULT_MODEL, LIVE_DEFAULT_MODEL)
+    assert live.latency_samples < files.latency_samples
 
 
 @pytest.mark.parametrize("tflite", shipped_models(), ids=lambda p: p.stem)
@@ -61,7 +69,7 @@ def test_shipped_models_load_and_keep_their_cards_promise(tflite: Path) -> None:
     remix at 0 dB is then transparent), they do."""
     card = read_card(tflite)
     promised = card.raw["sums_to_input"]
-    assert promised or card.name != DEFAULT_MODEL
+    assert promised or card.name not in (DEFAULT_MODEL, LIVE_DEFAULT_MODEL)
     x, _ = sf.read(EXAMPLE, dtype="float32", always_2d=True, frames=2 * 44100)
     stems = Separator.load(tflite).separate(x)
     assert stems.shape == (len(card.stems), *x.shape) and np.isfinite(stems).all()
