@@ -184,8 +184,7 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
 
         cfg = train_card["config"]
         if context_frames is None and (out_frames is not None or lookahead_frames is not None):
-            context = spec.min_context_frames(cfg, frames_out) + lookahead - (
-                spec.min_lookahead_frames(cfg))
+            context = spec.window_frames(cfg, frames_out, lookahead)
         try:
             wrapped = spec.window_twin(model, cfg, context, frames_out, lookahead)
         except ValueError as e:

@@ -79,6 +79,13 @@ def min_context_frames(config: dict[str, Any], out_frames: int) -> int:
     return out_frames + min_lookahead_frames(config) + per * (past_frames(config) + 3)
 
 
+def window_frames(config: dict[str, Any], out_frames: int, lookahead_frames: int) -> int:
+    """The shortest window holding the receptive field with ``lookahead_frames`` (at least
+    ``min_lookahead_frames``): the converter's default context."""
+    return min_context_frames(config, out_frames) + lookahead_frames - min_lookahead_frames(
+        config)
+
+
 @keras.saving.register_keras_serializable(package="rtsep")
 class STFT(layers.Layer):
     """frames [batch, T, 64] (hop 64) -> (re, im) [batch, M, n_fft/2 + 1], M = 64 T / R + 3."""
@@ -219,7 +226,7 @@ def window_twin(model: keras.Model, config: dict[str, Any], context_frames: int,
     if lookahead_frames < need:
         raise ValueError(f"this spec model needs lookahead_frames >= {need} (its STFT frames "
                          f"and their lookahead), not {lookahead_frames}")
-    shortest = min_context_frames(config, out_frames) + lookahead_frames - need
+    shortest = window_frames(config, out_frames, lookahead_frames)
     if context_frames < shortest:
         raise ValueError(f"this spec model needs context_frames >= {shortest} (its receptive "
                          f"field before {out_frames} output frames), not {context_frames}")

@@ -480,8 +480,7 @@ def runtime_context(variant: str, config: dict[str, Any], context: int, out_fram
         return context
     from . import spec
 
-    return spec.min_context_frames(config, out_frames) + lookahead - spec.min_lookahead_frames(
-        config)
+    return spec.window_frames(config, out_frames, lookahead)
 
 
 def grown_weights(target: list[np.ndarray], source: list[np.ndarray]) -> list[np.ndarray]:

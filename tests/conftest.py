@@ -50,12 +50,12 @@ def build_and_convert(tmp: Path, name: str, *, stems: tuple[str, ...] = ("a", "b
         lookahead = 0
         cfg = {"stems": len(stems), **TINY_CUNET, **config}
     elif variant == "spec":  # hop 64; the window holds the STFT frames and their context
-        from rtsep.models.spec import min_context_frames, min_lookahead_frames
+        from rtsep.models.spec import min_lookahead_frames, window_frames
 
         hop = 64
         cfg = {"stems": len(stems), **TINY_SPEC, **config}
         lookahead = min_lookahead_frames(cfg) if lookahead is None else lookahead
-        context = min_context_frames(cfg, out_frames) + lookahead - min_lookahead_frames(cfg)
+        context = window_frames(cfg, out_frames, lookahead)
     else:
         lookahead = 2 if lookahead is None else lookahead
         cfg = {"stems": len(stems), "filters": list(filters), **config}
