@@ -183,8 +183,7 @@ def convert(model: Any, train_card: dict[str, Any], out: str | Path, *, name: st
         from rtsep.models import spec
 
         cfg = train_card["config"]
-        if context_frames is None and (out_frames is not None or lookahead_frames is not None):
-            context = spec.window_frames(cfg, frames_out, lookahead)
+        context = context_frames or spec.window_frames(cfg, frames_out, lookahead)
         try:
             wrapped = spec.window_twin(model, cfg, context, frames_out, lookahead)
         except ValueError as e:

@@ -283,9 +283,10 @@ def train(args: argparse.Namespace) -> Path:
             raise ConfigError(f"the receptive field ({reach} frames) is longer than a training "
                               f"excerpt (--context-frames {context}): its oldest taps would "
                               "never see data; use longer excerpts or fewer dilations")
-        if out_frames % multiple:
-            raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
-                              f"{recipe['variant']} model streams blocks of whole coarse frames")
+    if (stateful or recipe["variant"] == "spec") and out_frames % multiple:
+        raise ConfigError(f"--out-frames must be a multiple of {multiple}: this "
+                          f"{recipe['variant']} model runs whole coarse frames (or STFT hops) "
+                          "per invoke")
     length = window_samples(context, hop)
     lookahead = args.lookahead_frames
     if stateful:  # its lookahead is part of the model: config "lookahead"
@@ -298,8 +299,6 @@ def train(args: argparse.Namespace) -> Path:
     elif recipe["variant"] == "spec":  # its runtime window must hold the STFT and lookahead
         from . import spec
 
-        if out_frames % multiple:
-            raise ConfigError(f"--out-frames must be a multiple of {multiple} (whole STFT hops)")
         need = spec.min_lookahead_frames(config)
         if lookahead is not None and lookahead < need:
             raise ConfigError(f"the spec variant needs --lookahead-frames >= {need} (its STFT "
