@@ -436,7 +436,8 @@ def test_composed_songs_are_seeded_and_split_into_all_three_stems(tmp_path):
         assert info.has_drums == any(p.role == "drums" for p in song.parts)
         stems = {p.stem for p in info.parts}
         assert stems >= {"bass", "other"}
-        assert all(p.median_pitch <= 48 for p in info.parts if p.stem == "bass")
+        assert all(p.median_pitch <= midi_split.BASS_PROGRAM_MAX_MEDIAN
+                   for p in info.parts if p.stem == "bass")
         roles = {p.role for p in song.parts}
         thinned += any(sec.parts != roles for sec in song.sections)
         styles.add(song.style)
@@ -458,6 +459,34 @@ def test_composed_songs_are_seeded_and_split_into_all_three_stems(tmp_path):
     drum_volumes += [p.volume for i in range(12, 40) for p in compose(4, i).parts
                      if p.role == "drums"]
     assert 40 * np.log10(max(drum_volumes) / min(drum_volumes)) >= 14
+
+
+def test_shared_register_parts_are_other_in_the_bass_octaves_and_leave_the_rest_alone():
+    """Some songs get a non-bass part down in the bass's register (labelled other by its
+    program) and some of those a higher bass; with shared_register=0 no song has one, and a
+    song without one is the same song either way."""
+    from rtsep.models.data.compose import compose, to_midi
+
+    low_medians, bass_medians, shared = [], [], 0
+    for i in range(30):
+        plain, song = compose(6, i, shared_register=0.0), compose(6, i)
+        assert all(p.role != "low" for p in plain.parts)
+        low = [p for p in song.parts if p.role == "low"]
+        if not low:
+            assert to_midi(song).tracks == to_midi(plain).tracks
+            continue
+        shared += 1
+        info = midi_split.analyze(to_midi(song), song.name)
+        assert info.bass_source == "gm-program"
+        by_channel = {p.channel: p for p in info.parts}
+        assert by_channel[low[0].channel].stem == "other"
+        assert low[0].program not in midi_split.BASS_PROGRAMS
+        low_medians.append(by_channel[low[0].channel].median_pitch)
+        bass_medians += [p.median_pitch for p in info.parts if p.stem == "bass"]
+    assert 8 <= shared <= 22
+    assert max(low_medians) <= 60 and min(low_medians) <= 48
+    assert max(bass_medians) > 48 >= min(bass_medians)  # some basses moved up an octave
+    assert min(low_medians) < max(bass_medians)  # the two stems share a register
 
 
 def test_composed_drums_keep_time_mostly_on_the_closed_hi_hat():

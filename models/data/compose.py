@@ -14,6 +14,14 @@ shuffled), a form of sections with their own chord progressions and arrangement,
 - **other**: two to four parts among pads, rhythmic comping, arpeggios, a lead melody made of
   repeated and varied motifs, and a counter line, each with a random melodic GM program.
 
+- **shared register** (``shared_register``: the share of songs): a part of ``other`` down in
+  the bass's octaves (a piano or guitar left hand, held low strings or organ, a low cello,
+  bassoon or baritone-sax line), and in some of those songs the bass an octave higher: the
+  openmsx validation songs put parts of both stems in one register (a fretless bass at median
+  pitch 48 beside a low piano), so the stems must be told apart by timbre, not by pitch.
+  These draws use their own random stream: with ``shared_register=0`` a song is the one
+  earlier versions made (gen1..gen4 in DATA.md).
+
 Parts drop in and out between sections (intros without drums, breakdowns without bass), so
 stems are silent at times as in real songs. Velocity, timing, pan, volume, reverb and chorus
 are randomised per part. A song is a pure function of ``(seed, index)``.
@@ -96,6 +104,16 @@ LEAD_PROGRAMS = (
 )
 COUNTER_PROGRAMS = (40, 41, 42, 48, 57, 58, 60, 61, 64, 66, 67, 68, 70, 71, 21, 52, 19)
 OTHER_ROLES = ("pad", "comp", "arp", "lead", "counter")
+# Shared-register parts: non-bass GM programs that real songs play low (pianos, organs,
+# guitars, strings, brass, reeds, synths), never a bass program nor the contrabass (43), whose
+# stem would be ambiguous.
+LOW_PROGRAMS = {
+    "left_hand": (0, 1, 2, 3, 4, 5, 7, 16, 17, 18, 19, 24, 25, 26, 27, 29, 30),
+    "held": (16, 19, 42, 48, 49, 50, 52, 61, 62, 89, 90, 95),
+    "line": (42, 57, 58, 60, 67, 70, 71, 26, 29, 80, 81, 84),
+}
+SHARED_REGISTER_P = 0.5  # default share of songs with a low `other` part
+BASS_UP_P = 0.4  # of those, the share whose bass also moves up an octave (median pitch <= 60)
 
 
 # CC7 of the drum part. A SoundFont synthesizer attenuates by 40 log10(v / 127) dB, so 45..120 is
@@ -424,8 +442,57 @@ def _other(rng: random.Random, song: Song, role: str) -> list[Note]:
     return notes
 
 
-def compose(seed: int, index: int) -> Song:
-    """The song number ``index`` of ``seed``: a pure function of both."""
+def _low_other(rng: random.Random, song: Song, kind: str) -> list[Note]:
+    """A part of ``other`` in the bass register (roots E1..D2 lie under it, chords at C2..C3)."""
+    notes = []
+    low = rng.randint(36, 45)
+    for sec in song.sections:
+        if "low" not in sec.parts:
+            continue
+        if kind == "line":
+            notes += _melody(rng, song, sec, low, low + rng.randint(12, 16), True)
+            continue
+        for b in range(sec.bars):
+            chord = sec.chords[b]
+            t0 = (sec.start_bar + b) * song.bar_ticks
+            vel = _velocity(rng, 80, sec.energy)
+            if kind == "held":
+                for p in _voicing(rng, chord, low, rng.choice((1, 2, 3))):
+                    notes.append(Note(t0, song.bar_ticks - 30, p, vel))
+                continue
+            root = low + (chord[0] - low) % 12  # left hand: root and fifth or octave per beat
+            for beat in range(song.beats):
+                pitch = root + (0 if beat % 2 == 0 else rng.choice((7, 12)))
+                t = _humanize(rng, t0 + beat * TPB, 5)
+                notes.append(Note(t, int(rng.choice((0.5, 0.9)) * TPB), pitch, vel))
+    return notes
+
+
+def _share_register(song: Song, seed: int, index: int, shared_register: float,
+                    channels: list[int]) -> None:
+    """Add a low `other` part to ``song`` (and maybe raise its bass), from a stream of its own
+    so that the rest of the song does not change with ``shared_register``."""
+    rng = random.Random(f"rtsep-compose-low:{seed}:{index}")
+    if rng.random() >= shared_register:
+        return
+    kind = rng.choice(tuple(LOW_PROGRAMS))
+    for sec_i, sec in enumerate(song.sections):  # it plays where the bass plays, mostly
+        plays = "bass" in sec.parts and (sec_i > 0 or rng.random() < 0.5)
+        song.sections[sec_i] = Section(sec.start_bar, sec.bars, sec.chords,
+                                       sec.parts | {"low"} if plays else sec.parts, sec.energy)
+    song.parts.append(Part("low", channels.pop(), rng.choice(LOW_PROGRAMS[kind]),
+                           _low_other(rng, song, kind), volume=rng.randint(70, 110),
+                           pan=rng.randint(30, 98), reverb=rng.randint(10, 70),
+                           chorus=rng.choice((0, 0, 20))))
+    if rng.random() < BASS_UP_P:
+        bass = next(p for p in song.parts if p.role == "bass")
+        if max(n.pitch for n in bass.notes) + 12 <= 64:
+            bass.notes = [Note(n.start, n.length, n.pitch + 12, n.velocity)
+                          for n in bass.notes]
+
+
+def compose(seed: int, index: int, shared_register: float = SHARED_REGISTER_P) -> Song:
+    """The song number ``index`` of ``seed``: a pure function of the three."""
     rng = random.Random(f"rtsep-compose:{seed}:{index}")
     style = rng.choice(list(DRUM_STYLES))
     steps, beats, _ = DRUM_STYLES[style]
@@ -470,6 +537,7 @@ def compose(seed: int, index: int) -> Song:
                                _other(rng, song, role), volume=rng.randint(70, 115),
                                pan=rng.randint(20, 108), reverb=rng.randint(10, 90),
                                chorus=rng.choice((0, 0, 20, 50))))
+    _share_register(song, seed, index, shared_register, channels)
     return song
 
 
@@ -525,10 +593,13 @@ def to_midi(song: Song) -> mido.MidiFile:
     return mid
 
 
-def write_songs(out: str | Path, count: int, seed: int = 0) -> list[Path]:
+def write_songs(out: str | Path, count: int, seed: int = 0,
+                shared_register: float = SHARED_REGISTER_P) -> list[Path]:
     """Write ``count`` songs as ``OUT/gen<seed>_<i>.mid``; existing files are kept (resume)."""
     if count <= 0:
         raise ValueError(f"--songs must be positive, got {count}")
+    if not 0.0 <= shared_register <= 1.0:
+        raise ValueError(f"--shared-register must be in [0, 1], got {shared_register}")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -536,7 +607,7 @@ def write_songs(out: str | Path, count: int, seed: int = 0) -> list[Path]:
         path = folder / f"gen{seed}_{i:04d}.mid"
         if not path.exists():
             tmp = path.with_name(f".{path.name}.tmp")
-            to_midi(compose(seed, i)).save(str(tmp))
+            to_midi(compose(seed, i, shared_register)).save(str(tmp))
             tmp.replace(path)
         paths.append(path)
     return paths
@@ -547,12 +618,15 @@ def add_compose_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for the .mid files")
     parser.add_argument("--songs", type=int, default=200, help="how many (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="composition seed (default: 0)")
+    parser.add_argument("--shared-register", type=float, default=SHARED_REGISTER_P, metavar="P",
+                        help="share of songs with an `other` part in the bass register "
+                             "(default: %(default)s; 0 makes the songs of gen1..gen4)")
 
 
 def run_compose(args: argparse.Namespace) -> int:
     """Run ``rtsep data compose``; returns the exit code."""
     try:
-        paths = write_songs(args.out, args.songs, args.seed)
+        paths = write_songs(args.out, args.songs, args.seed, args.shared_register)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
