@@ -20,37 +20,42 @@ def _full(model: object, x: np.ndarray) -> np.ndarray:
         -1, x.size)
 
 
-@pytest.mark.parametrize("n_fft", [256, 2048])
-def test_stft_pair_inverts_exactly(n_fft: int) -> None:
+@pytest.mark.parametrize("n_fft,tflite", [(256, True), (2048, True), (2048, False)])
+def test_stft_pair_inverts_exactly(n_fft: int, tflite: bool) -> None:
     from rtsep.models.spec import ISTFT, STFT
 
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.3, (2, 3 * n_fft // 64, 64)).astype(np.float32)
     re, im = STFT(n_fft)(x)
     assert re.shape == (2, 3 * 4 + 3, n_fft // 2 + 1)  # 4 frames per n_fft, 3 more at the ends
-    y = np.asarray(ISTFT(n_fft)(re[:, :, None], im[:, :, None]))[:, :, 0]
+    y = np.asarray(ISTFT(n_fft, tflite)(re[:, :, None], im[:, :, None]))[:, :, 0]
     assert np.abs(y - x).max() < 1e-5
 
 
-def test_inverse_by_real_ffts_matches_numpy() -> None:
-    """ISTFT (two real FFTs, for TFLite, which has no inverse FFT) against numpy's irfft and a
-    hand-written Hann^2-normalised overlap-add, on spectra no STFT made."""
+@pytest.mark.parametrize("tflite", [True, False])
+def test_inverse_stft_matches_numpy(tflite: bool) -> None:
+    """ISTFT (two real FFTs for TFLite, which has no inverse FFT; irfft for training) against
+    numpy's irfft and a hand-written Hann^2-normalised overlap-add, on spectra no STFT made,
+    per stem (2 stems, 2 examples: the overlap-add keeps them apart)."""
     from rtsep.models.spec import ISTFT
 
     n, r, m = 256, 64, 9
     rng = np.random.default_rng(1)
-    re = rng.normal(size=(1, m, 1, n // 2 + 1)).astype(np.float32)
-    im = rng.normal(size=(1, m, 1, n // 2 + 1)).astype(np.float32)
+    re = rng.normal(size=(2, m, 2, n // 2 + 1)).astype(np.float32)
+    im = rng.normal(size=(2, m, 2, n // 2 + 1)).astype(np.float32)
     im[..., 0] = im[..., -1] = 0.0  # a real signal's DC and Nyquist bins
-    got = np.asarray(ISTFT(n)(re, im))[0, :, 0].reshape(-1)
-    frames = np.fft.irfft(re[0, :, 0] + 1j * im[0, :, 0], n)
+    got = np.asarray(ISTFT(n, tflite)(re, im))
     w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
-    ola = np.zeros((m + 3) * r)
-    for j in range(m):
-        ola[j * r:j * r + n] += frames[j] * w / 1.5
-    want = ola[3 * r:m * r]  # the blocks covered by all 4 frames
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+    for b in range(2):
+        for stem in range(2):
+            frames = np.fft.irfft(re[b, :, stem] + 1j * im[b, :, stem], n)
+            ola = np.zeros((m + 3) * r)
+            for j in range(m):
+                ola[j * r:j * r + n] += frames[j] * w / 1.5
+            want = ola[3 * r:m * r]  # the blocks covered by all 4 frames
+            have = got[b, :, stem].reshape(-1)
+            assert have.shape == want.shape
+            assert np.abs(have - want).max() < 1e-4 * np.abs(want).max()
 
 
 def test_stems_are_a_partition_of_the_mixture() -> None:
