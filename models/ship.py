@@ -30,6 +30,9 @@ from .card import load_card, load_model
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
+#: How the card names each --quantize choice's weights.
+WEIGHTS = {"none": "float32", "float16": "float16", "int8": "int8 (dynamic range)"}
+
 def training_chain(training: dict) -> list[dict]:
     """This run's training section and those of the runs it started from (``--init``), newest
     first, so the card can state the whole cost. Older runs recorded only the path."""
@@ -84,6 +87,8 @@ def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
         shape = (f"window model with {card['context_frames']} frames of context,\n  "
                  f"{card['out_frames']} output frames per invoke, {card['lookahead_frames']} "
                  "frames of lookahead")
+    quantize = card.get("quantize", "none")
+    weights = WEIGHTS.get(quantize, quantize)
     live = card.get("live_block_measured")
     live_line = (f"\n- **Live block**: {card['live_block']} samples by default: {live}"
                  if live else "")
@@ -102,7 +107,7 @@ def card_markdown(card: dict, table: str, eval_cmd: str, ship_cmd: str) -> str:
 - **Recipe**: {json.dumps(t.get('recipe', {}))}
 - **Cost**: {cost_line(t)}
 - **Training command**: {training_commands(t)}
-- **File**: {card.get('quantize', 'none')} weights, sha256 `{card['sha256']}`
+- **File**: {weights} weights, sha256 `{card['sha256']}`
 
 ## Validation (through the streaming engine, the samples `rtsep file` writes)
 
