@@ -33,6 +33,7 @@ SHIPPED = Path(__file__).resolve().parent / "shipped"
 #: How the card names each --quantize choice's weights.
 WEIGHTS = {"none": "float32", "float16": "float16", "int8": "int8 (dynamic range)"}
 
+
 def training_chain(training: dict) -> list[dict]:
     """This run's training section and those of the runs it started from (``--init``), newest
     first, so the card can state the whole cost. Older runs recorded only the path."""

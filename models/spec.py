@@ -120,7 +120,8 @@ class ISTFT(layers.Layer):
     TensorFlow's irfft, whose gradient costs a fraction of the two FFTs' (reverses, concats and
     an RFFT gradient on every frame of every stem). The overlap-add pads each quarter of the
     frames into place (its gradient is a slice) rather than slicing the frames (a pad of the
-    whole frame tensor per quarter): with irfft, a training step 2.5 times as fast."""
+    whole frame tensor per quarter): with irfft, a training step about twice as fast (batch
+    8 x 3 s, forward and backward on one thread: 3.5 s before, 1.7 s after)."""
 
     def __init__(self, n_fft: int = 2048, tflite: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)

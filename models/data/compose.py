@@ -17,8 +17,9 @@ shuffled), a form of sections with their own chord progressions and arrangement,
 - **shared register** (``shared_register``: the share of songs): a part of ``other`` down in
   the bass's octaves (a piano or guitar left hand, held low strings or organ, a low cello,
   bassoon or baritone-sax line), and in some of those songs the bass an octave higher: the
-  openmsx validation songs put parts of both stems in one register (a fretless bass at median
-  pitch 48 beside a low piano), so the stems must be told apart by timbre, not by pitch.
+  openmsx validation songs put parts of both stems in one register (a picked bass at median
+  pitch 48 beside an ocarina at 55, a bass at 34 under a piano left hand at 41), so the stems
+  must be told apart by timbre, not by pitch.
   These draws use their own random stream: with ``shared_register=0`` a song is the one
   earlier versions made (gen1..gen4 in DATA.md).
 
