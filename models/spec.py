@@ -15,8 +15,11 @@ rectangular synthesis, so the frames tile the signal; T a multiple of 8) to
    every sample is covered by 4 frames: ``M = 64 T / R + 3`` frames (``STFT``);
 2. features ``log(|X| + 1e-3)``, batch-normalised per bin; a per-frame Dense encoder (Open-Unmix
    style: all bins at once, so harmonic structure is seen together) with tanh;
-3. over STFT frames: one centred convolution of kernel ``2 lookahead + 1`` (the only look into
-   the future), then causal dilated residual convolutions (past context, free of latency);
+3. over STFT frames: one centred convolution of kernel ``2 lookahead + 1``, then dilated
+   residual convolutions: causal (past context, free of latency; the lookahead convolution
+   is the only look into the future) or, with ``centered``, centred (as much future as past:
+   a file model, whose latency costs nothing, hears how a note goes on before it decides
+   what the note is);
 4. a per-frame head gives one mask per stem and bin, softmax across stems (the masks sum to 1,
    so the stems sum to the mixture), applied to the complex mixture STFT;
 5. inverse STFT (``ISTFT``: irfft in training, two real FFTs in TFLite, which has no inverse
@@ -60,16 +63,24 @@ def _cfg(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def past_frames(config: dict[str, Any]) -> int:
-    """STFT frames of past a mask sees (the lookahead convolution's and the causal stack's)."""
+    """STFT frames of past a mask sees (the lookahead convolution's and the dilated stack's:
+    a causal kernel-3 convolution of dilation d reaches 2 d back, a centred one d)."""
     c = _cfg(config)
-    return int(c["lookahead"]) + 2 * sum(int(d) for d in c["dilations"])
+    reach = sum(int(d) for d in c["dilations"])
+    return int(c["lookahead"]) + (reach if c["centered"] else 2 * reach)
+
+
+def future_frames(config: dict[str, Any]) -> int:
+    """STFT frames of future a mask sees (the lookahead convolution's, and with ``centered``
+    the dilated stack's)."""
+    c = _cfg(config)
+    return int(c["lookahead"]) + (sum(int(d) for d in c["dilations"]) if c["centered"] else 0)
 
 
 def min_lookahead_frames(config: dict[str, Any]) -> int:
     """Engine frames a window's output must end before the window's end so that every STFT
-    frame it needs (3 overlapping ones, each seeing ``lookahead`` frames ahead) lies inside."""
-    c = _cfg(config)
-    return frames_multiple(c) * (3 + int(c["lookahead"]))
+    frame it needs (3 overlapping ones, each seeing ``future_frames`` ahead) lies inside."""
+    return frames_multiple(config) * (3 + future_frames(config))
 
 
 def min_context_frames(config: dict[str, Any], out_frames: int) -> int:
@@ -182,8 +193,9 @@ def _hann(n: int) -> np.ndarray:
 
 def build_spec(stems: int = 3, context_frames: int | None = None, n_fft: int = 2048,
                hidden: int = 256, lookahead: int = 2,
-               dilations: tuple[int, ...] = (1, 2, 4, 8, 16), residual_last: bool = True,
-               output: tuple[int, int] | None = None, tflite: bool = False) -> keras.Model:
+               dilations: tuple[int, ...] = (1, 2, 4, 8, 16), centered: bool = False,
+               residual_last: bool = True, output: tuple[int, int] | None = None,
+               tflite: bool = False) -> keras.Model:
     """The full-sequence model, or with ``output=(start, stop)`` (engine frames, multiples of
     n_fft / 256) the same weights computing only those output frames (``window_twin``).
     ``tflite``: only operations TFLite runs (the inverse STFT by real FFTs; see ``ISTFT``)."""
@@ -199,7 +211,8 @@ def build_spec(stems: int = 3, context_frames: int | None = None, n_fft: int = 2
     h = layers.BatchNormalization(name="look_bn")(h)
     h = layers.ReLU(name="look_act")(h)
     for i, d in enumerate(dilations):
-        y = layers.Conv1D(hidden, 3, dilation_rate=int(d), padding="causal",
+        y = layers.Conv1D(hidden, 3, dilation_rate=int(d),
+                          padding="same" if centered else "causal",
                           name=f"tcn{i}_conv")(h)
         y = layers.BatchNormalization(name=f"tcn{i}_bn")(y)
         y = layers.ReLU(name=f"tcn{i}_act")(y)

@@ -70,18 +70,21 @@ def test_stems_are_a_partition_of_the_mixture() -> None:
     assert np.abs(est.sum(0) - x).max() < 1e-5
 
 
-def test_window_twin_is_the_full_model_on_the_stream() -> None:
+@pytest.mark.parametrize("centered,lookahead,past", [(False, 4, 10), (True, 7, 7)])
+def test_window_twin_is_the_full_model_on_the_stream(centered: bool, lookahead: int,
+                                                     past: int) -> None:
     """Windows at several positions of a stream give the full-sequence model's samples on the
     whole stream (the window holds the receptive field); a shorter window or lookahead is
     refused, and the last sample of the window does reach the output (the lookahead is not
-    larger than the model needs)."""
+    larger than the model needs). Centred dilations (1 and 2 STFT frames) move 3 frames of
+    the receptive field from the past to the future."""
     from rtsep.models.spec import build_spec, min_context_frames, min_lookahead_frames, window_twin
 
-    cfg = {"stems": 2, **TINY_SPEC}
+    cfg = {"stems": 2, **TINY_SPEC, "centered": centered}
     model = build_spec(**cfg)
     f, la = 4, min_lookahead_frames(cfg)
     c = min_context_frames(cfg, f)
-    assert (la, c) == (4, f + 4 + 10)
+    assert (la, c) == (lookahead, f + lookahead + past)
     twin = window_twin(model, cfg, c, f, la)
     x = music(0.5, channels=1, seed=3)[:, 0][: 64 * 300]
     full = _full(model, x)  # [stems, samples]
@@ -95,7 +98,7 @@ def test_window_twin_is_the_full_model_on_the_stream() -> None:
     moved = win.copy()
     moved[0, -1] += 0.5
     assert np.abs(np.asarray(twin(moved)["stems"]) - np.asarray(twin(win)["stems"])).max() > 1e-6
-    with pytest.raises(ValueError, match="lookahead_frames >= 4"):
+    with pytest.raises(ValueError, match=f"lookahead_frames >= {la}"):
         window_twin(model, cfg, c, f, la - 1)
     with pytest.raises(ValueError, match=f"context_frames >= {c}"):
         window_twin(model, cfg, c - 1, f, la)
@@ -107,20 +110,30 @@ def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
                              out_frames=2)
 
 
+@pytest.fixture(scope="module")
+def tiny_spec_centered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """Centred dilations: 3 more STFT frames of lookahead (7 engine frames in all)."""
+    return build_and_convert(tmp_path_factory.mktemp("spec-c"), "tiny-spec-c", variant="spec",
+                             out_frames=2, centered=True)
+
+
 def test_card_geometry(tiny_spec: tuple[Path, object]) -> None:
     card = read_card(tiny_spec[0])
     assert (card.hop, card.window, card.context_frames, card.out_frames,
             card.lookahead_frames) == (64, "rect", 16, 2, 4)
 
 
-def test_engine_streams_the_full_sequence_model(tiny_spec: tuple[Path, object]) -> None:
+@pytest.mark.parametrize("fixture,lookahead", [("tiny_spec", 4), ("tiny_spec_centered", 7)])
+def test_engine_streams_the_full_sequence_model(fixture: str, lookahead: int,
+                                                request: pytest.FixtureRequest) -> None:
     """Output sample n of the engine is the full-sequence model's sample n - latency (on the
     stream preceded by a window of silence, as the engine's first windows see it), stereo, in
-    awkward blocks, with the stems adding up to the input."""
-    path, model = tiny_spec
+    awkward blocks, with the stems adding up to the input: for causal and centred dilations
+    (converted to TFLite, whose padding of a dilated convolution must match Keras')."""
+    path, model = request.getfixturevalue(fixture)
     x = music(0.3, channels=2, seed=7)
     sep = Separator.load(path).prepare(44100, 999, 2)
-    assert sep.latency_samples == 63 + 4 * 64 + 64
+    assert sep.latency_samples == 63 + lookahead * 64 + 64
     got = np.concatenate([sep.process(x[i:i + 999]) for i in range(0, len(x), 999)], axis=1)
     lat = sep.latency_samples
     for ch in range(2):
