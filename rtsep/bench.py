@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .engine import Separator
+from .engine import Stream, load
 from .errors import ConfigError
 from .filemode import separate_file
 
@@ -58,7 +58,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def block_timing(sep: Separator, block: int, seconds: float,
+def block_timing(sep: Stream, block: int, seconds: float,
                  warmup_seconds: float = 1.0) -> dict[str, Any]:
     """Time ``process_into`` per block over ``seconds`` of music (stereo), after a warm-up."""
     rate = sep.sample_rate
@@ -96,7 +96,7 @@ def block_timing(sep: Separator, block: int, seconds: float,
     }
 
 
-def file_speed(sep: Separator, seconds: float = 60.0) -> float:
+def file_speed(sep: Stream, seconds: float = 60.0) -> float:
     """x real time of ``rtsep file`` on a ``seconds`` long stereo 44.1 kHz file."""
     rate = sep.sample_rate
     with tempfile.TemporaryDirectory() as d:
@@ -115,7 +115,7 @@ def run_bench(model: str | None, block: int, threads: int, seconds: float,
     """Everything ``rtsep bench`` reports, as one dict (the ``--json`` keys)."""
     if block < 1 or seconds <= 0 or threads < 1:
         raise ConfigError("--block, --seconds and --threads must be positive")
-    sep = Separator.load(model, threads=threads, live=True)
+    sep = load(model, threads=threads, live=True)
     rate = sep.sample_rate
     result: dict[str, Any] = {
         "model": sep.card.name,

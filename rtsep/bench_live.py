@@ -200,9 +200,9 @@ def roundtrip(model: str | None, block: int, threads: int = 1, *, clicks: int = 
     env = {**os.environ, "JACK_NO_START_SERVER": "1"}
     if server_reachable(env) is False:
         return _unmeasured(NO_SERVER)
-    from .engine import Separator
+    from .engine import load
 
-    sep = Separator.load(model, threads=threads, live=True)
+    sep = load(model, threads=threads, live=True)
     alg, rate = sep.latency_samples, sep.sample_rate
     max_lag = 2 * (alg + block) + 4096  # covers periods up to 2048 with room to spare
     deadline = time.monotonic() + timeout

@@ -23,13 +23,15 @@ def _cmd_file(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from .ensemble import read_ensemble_card
     from .framing import latency_terms
-    from .modelcard import read_card, shipped_models
+    from .modelcard import read_card, shipped_ensembles, shipped_models
 
     cards = []
-    for path in shipped_models():
+    for path in shipped_models() + shipped_ensembles():
         try:
-            cards.append(read_card(path).raw)
+            cards.append((read_ensemble_card if path.name.endswith(".ensemble.json")
+                          else read_card)(path).raw)
         except RtsepError as e:
             print(f"rtsep: error: {e}", file=sys.stderr)
     if args.json:
@@ -42,15 +44,21 @@ def _cmd_models(args: argparse.Namespace) -> int:
                    "bench)"}.get(c["name"], "")
         sdr = c.get("validation", {}).get("sdr_over_floor_db", {})
         sdr_txt = ", ".join(f"{k} {v:+.1f}" for k, v in sdr.items()) if sdr else "not measured"
-        if c["kind"] == "stateful":
-            past = f"stateful, past {c['state']['receptive_field_frames']} frames"
+        if "members" in c:  # an ensemble card
+            weights = c.get("weights", [1] * len(c["members"]))
+            print(f"{c.get('name')}{default}: ensemble of " + ", ".join(
+                f"{m} (weight {w:g})" for m, w in zip(c["members"], weights)))
         else:
-            past = f"context {c['context_frames']} frames"
-        lat = sum(latency_terms(c["hop"], c["lookahead_frames"], c["out_frames"],
-                                c["frame"]).values())
-        print(f"{c['name']}{default}: variant {c['variant']}, stems {','.join(c['stems'])}, "
-              f"{c['sample_rate']} Hz, hop {c['hop']}, {past}, lookahead "
-              f"{c['lookahead_frames']}, out_frames {c['out_frames']}, latency {lat} samples")
+            if c["kind"] == "stateful":
+                past = f"stateful, past {c['state']['receptive_field_frames']} frames"
+            else:
+                past = f"context {c['context_frames']} frames"
+            lat = sum(latency_terms(c["hop"], c["lookahead_frames"], c["out_frames"],
+                                    c["frame"]).values())
+            print(f"{c['name']}{default}: variant {c['variant']}, stems "
+                  f"{','.join(c['stems'])}, {c['sample_rate']} Hz, hop {c['hop']}, {past}, "
+                  f"lookahead {c['lookahead_frames']}, out_frames {c['out_frames']}, latency "
+                  f"{lat} samples")
         if c.get("description"):
             print(f"    {c['description']}")
         print(f"    validation SDR over the constant-gain floor (dB): {sdr_txt}")
@@ -129,7 +137,8 @@ def _add_file(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("file", help="separate audio files into stem files")
     p.add_argument("songs", nargs="+", metavar="SONG", help="audio files (wav, flac, ogg...)")
     p.add_argument("-o", "--out", default="separated", help="output folder (default ./separated)")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+    p.add_argument("-m", "--model", default=None,
+                   help="shipped model or ensemble name, a .tflite path or an ensemble card "
                    f"(default: {DEFAULT_MODEL}, the best separation)")
     p.add_argument("--stems", default=None, help="comma-separated stems to write (default all)")
     p.add_argument("--format", choices=("wav", "flac"), default="wav")
@@ -167,7 +176,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="SDR per stem on held-out songs, beside the constant-gain "
                        "floor, the mixture and an oracle mask")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+    p.add_argument("-m", "--model", default=None,
+                   help="shipped model or ensemble name, a .tflite path or an ensemble card "
                    f"(default: {DEFAULT_MODEL})")
     p.add_argument("--data", required=True, metavar="DIR|musdb:PATH",
                    help="rendered data folder (rtsep data render) or musdb:PATH (MUSDB18-HQ)")
@@ -205,7 +215,8 @@ def _add_live(sub: argparse._SubParsersAction) -> None:
                    "file played as if live (default: mic)")
     p.add_argument("--out", default="speakers", metavar="DEVICE",
                    help="speakers (default output), a device number or name substring")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+    p.add_argument("-m", "--model", default=None,
+                   help="shipped model or ensemble name, a .tflite path or an ensemble card "
                    f"(default: {LIVE_DEFAULT_MODEL}, the lowest latency)")
     p.add_argument("--solo", action="append", default=[], metavar="STEM",
                    help="play only this stem (repeatable)")
@@ -245,7 +256,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         return cmd_bench(args)
 
     p = sub.add_parser("bench", help="measure latency and CPU cost on this machine")
-    p.add_argument("-m", "--model", default=None, help="shipped model name or .tflite path "
+    p.add_argument("-m", "--model", default=None,
+                   help="shipped model or ensemble name, a .tflite path or an ensemble card "
                    f"(default: {LIVE_DEFAULT_MODEL}, the live default)")
     p.add_argument("--block", type=int, default=64, help="live block size (default 64)")
     p.add_argument("--threads", type=int, default=1, help="TFLite threads (default 1)")

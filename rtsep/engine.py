@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,123 @@ MAX_CHANNELS = 8
 BULK_WINDOWS = 16
 
 
-class Separator:
+class Stream:
+    """What every separator offers on top of its ``prepare``, ``process_into`` and ``reset``:
+    blocks of any length, the flush of the last ``latency_samples``, whole signals. A subclass
+    sets ``_channels``, ``_max_block``, ``_latency`` and ``_flush_in`` (``latency_samples``
+    frames of silence) in ``prepare``."""
+
+    card: Any  # a ModelCard, or an ensemble's EnsembleCard: name, path, sha256, live_block
+    _channels: int
+    _max_block: int
+    _latency: int
+    _flush_in: np.ndarray
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def sample_rate(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def latency_samples(self) -> int:
+        return self._latency
+
+    @property
+    def channels(self) -> int:
+        self._require_prepared()
+        return self._channels
+
+    @property
+    def max_block(self) -> int:
+        self._require_prepared()
+        return self._max_block
+
+    def prepare(self, sample_rate: int, max_block: int, channels: int) -> Stream:
+        raise NotImplementedError
+
+    def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def _require_prepared(self) -> None:
+        raise NotImplementedError
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Separate ``block`` float32[frames, channels] (float64 is converted) of any length;
+        returns a new array float32[stems, frames, channels]. Allocates: not for callbacks."""
+        self._require_prepared()
+        block = checked_block(block, self._channels, convert=True)
+        out = np.empty((len(self.stems), block.shape[0], self._channels), dtype=np.float32)
+        for start in range(0, block.shape[0], self._max_block):
+            stop = min(start + self._max_block, block.shape[0])
+            self.process_into(block[start:stop], out[:, start:stop])
+        return out
+
+    def flush(self) -> np.ndarray:
+        """Return the last ``latency_samples`` of output (feeds silence), then reset: the
+        separator is ready for a new stream."""
+        self._require_prepared()
+        out = np.empty((len(self.stems), self._latency, self._channels), np.float32)
+        for start in range(0, self._latency, self._max_block):
+            stop = min(start + self._max_block, self._latency)
+            self.process_into(self._flush_in[start:stop], out[:, start:stop])
+        self.reset()
+        return out
+
+    def separate(self, audio: np.ndarray, block: int = 65536,
+                 on_block: Callable[[int], None] | None = None) -> np.ndarray:
+        """Offline convenience: the stems of a whole signal float32[frames, channels], aligned
+        with it (the latency removed) and of its length: float32[stems, frames, channels].
+        The same samples ``rtsep file`` writes at the model's rate (before quantisation).
+        Prepares the separator for ``block`` frames of the signal's channels."""
+        n, channels = audio.shape
+        self.prepare(self.sample_rate, block, channels)
+        parts = []
+        for start in range(0, n, block):
+            part = audio[start:start + block]
+            parts.append(self.process(part))
+            if on_block:
+                on_block(len(part))
+        parts.append(self.flush())
+        return np.concatenate(parts, axis=1)[:, self._latency:self._latency + n]
+
+
+def checked_block(block: np.ndarray, channels: int, convert: bool) -> np.ndarray:
+    """``block`` as C-contiguous float32[frames, channels], or a ConfigError saying why not."""
+    if not isinstance(block, np.ndarray):
+        raise ConfigError(f"block must be a numpy array, got {type(block).__name__}")
+    if block.ndim != 2 or block.shape[1] != channels:
+        raise ConfigError(f"block must be float32[frames, {channels}] "
+                          f"(frames, channels), got shape {block.shape}")
+    if block.dtype == np.float64 and convert:
+        block = block.astype(np.float32)
+    if block.dtype != np.float32:
+        raise ConfigError(f"block must be float32 (or float64 for process()), "
+                          f"got {block.dtype}")
+    return np.ascontiguousarray(block)
+
+
+def load(model: str | Path | None = None, threads: int = 1, live: bool = False) -> Stream:
+    """A shipped model or ensemble by name, a .tflite path or an ensemble card
+    (``rtsep.ensemble``), or the default (None): the file default, or with ``live`` the
+    low-latency live default. What every command separates with."""
+    path = modelcard.resolve(model, live)
+    if path.name.endswith(modelcard.ENSEMBLE_SUFFIX):
+        from .ensemble import Ensemble
+
+        return Ensemble.load(path, threads=threads)
+    if path.suffix == ".json":
+        raise ModelError(f"{path}: give the model's .tflite (or an ensemble card, "
+                         f"*{modelcard.ENSEMBLE_SUFFIX}), not its card")
+    return Separator.load(path, threads=threads)
+
+
+class Separator(Stream):
     """Separates audio into the model's stems, streaming, with a constant latency."""
 
     def __init__(self, card: ModelCard, model_bytes: bytes, threads: int = 1) -> None:
@@ -76,20 +193,6 @@ class Separator:
     def latency_terms(self) -> dict[str, int]:
         """The algorithmic latency in samples, term by term (they add up)."""
         return dict(self._latency_terms)
-
-    @property
-    def latency_samples(self) -> int:
-        return self._latency
-
-    @property
-    def channels(self) -> int:
-        self._require_prepared()
-        return self._channels
-
-    @property
-    def max_block(self) -> int:
-        self._require_prepared()
-        return self._max_block
 
     # -- the processor contract --------------------------------------------------------
     def prepare(self, sample_rate: int, max_block: int, channels: int) -> Separator:
@@ -136,17 +239,6 @@ class Separator:
         self._received = 0  # input samples seen
         self._windows = 0  # windows gathered so far
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Separate ``block`` float32[frames, channels] (float64 is converted) of any length;
-        returns a new array float32[stems, frames, channels]. Allocates: not for callbacks."""
-        self._require_prepared()
-        block = self._checked(block, convert=True)
-        out = np.empty((len(self.stems), block.shape[0], self._channels), dtype=np.float32)
-        for start in range(0, block.shape[0], self._max_block):
-            stop = min(start + self._max_block, block.shape[0])
-            self.process_into(block[start:stop], out[:, start:stop])
-        return out
-
     def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
         float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
@@ -160,34 +252,6 @@ class Separator:
         self._run_due_windows()
         kernels.emit(self._ola, self._received - self._latency, out, n)
         self._received += n
-
-    def flush(self) -> np.ndarray:
-        """Return the last ``latency_samples`` of output (feeds silence), then reset: the
-        separator is ready for a new stream."""
-        self._require_prepared()
-        out = np.empty((len(self.stems), self._latency, self._channels), np.float32)
-        for start in range(0, self._latency, self._max_block):
-            stop = min(start + self._max_block, self._latency)
-            self.process_into(self._flush_in[start:stop], out[:, start:stop])
-        self.reset()
-        return out
-
-    def separate(self, audio: np.ndarray, block: int = 65536,
-                 on_block: Callable[[int], None] | None = None) -> np.ndarray:
-        """Offline convenience: the stems of a whole signal float32[frames, channels], aligned
-        with it (the latency removed) and of its length: float32[stems, frames, channels].
-        The same samples ``rtsep file`` writes at the model's rate (before quantisation).
-        Prepares the separator for ``block`` frames of the signal's channels."""
-        n, channels = audio.shape
-        self.prepare(self.sample_rate, block, channels)
-        parts = []
-        for start in range(0, n, block):
-            part = audio[start:start + block]
-            parts.append(self.process(part))
-            if on_block:
-                on_block(len(part))
-        parts.append(self.flush())
-        return np.concatenate(parts, axis=1)[:, self._latency:self._latency + n]
 
     # -- internals ---------------------------------------------------------------------
     def _run_due_windows(self) -> None:
@@ -230,19 +294,6 @@ class Separator:
             kernels.overlap_add(y, w * self._channels, self._channels, int(self._first_frames[w]),
                                 self.card.hop, self._window, self._ola)
         del y
-
-    def _checked(self, block: np.ndarray, convert: bool) -> np.ndarray:
-        if not isinstance(block, np.ndarray):
-            raise ConfigError(f"block must be a numpy array, got {type(block).__name__}")
-        if block.ndim != 2 or block.shape[1] != self._channels:
-            raise ConfigError(f"block must be float32[frames, {self._channels}] "
-                              f"(frames, channels), got shape {block.shape}")
-        if block.dtype == np.float64 and convert:
-            block = block.astype(np.float32)
-        if block.dtype != np.float32:
-            raise ConfigError(f"block must be float32 (or float64 for process()), "
-                              f"got {block.dtype}")
-        return np.ascontiguousarray(block)
 
     def _require_prepared(self) -> None:
         if not self._prepared:

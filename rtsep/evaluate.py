@@ -31,7 +31,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from . import metrics
-from .engine import Separator
+from .engine import load
 from .errors import AudioInputError, AudioOutputError, ConfigError, MissingExtraError
 from .filemode import BLOCK
 
@@ -189,7 +189,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
         raise ConfigError(f"--oracle-fft must be a multiple of 4, at least 4; got {oracle_fft}")
     if bss:
         metrics.require_museval()
-    sep = Separator.load(model, threads=threads)
+    sep = load(model, threads=threads)
     tracks = _load_tracks(spec, songs)
     present = {s for t in tracks for s in t.stems}
     data_stems = [s for s in MUSDB_STEMS if s in present] + sorted(present - set(MUSDB_STEMS))
@@ -285,7 +285,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
     card = sep.card
     return Evaluation(
         model={"name": card.name, "sha256": card.sha256, "path": str(card.path),
-               "variant": card.variant, "stems": list(card.stems),
+               "variant": card.variant, "stems": list(sep.stems),
                "latency_samples": sep.latency_samples, "sample_rate": rate},
         data={"root": str(spec.root), "kind": spec.kind, "subset": spec.subset,
               "stems": list(data_stems), "songs": [t.name for t in tracks]},

@@ -20,7 +20,7 @@ import soxr
 from tqdm import tqdm
 
 from .audio_io import StemWriter, open_input, read_blocks
-from .engine import MAX_CHANNELS, Separator
+from .engine import MAX_CHANNELS, Stream, load
 from .errors import AudioInputError, ConfigError, RtsepError
 
 BLOCK = 65536
@@ -71,7 +71,7 @@ class _Aligner:
         return np.stack([p[:n] for p in parts])
 
 
-def separate_file(sep: Separator, path: Path, out_dir: Path, stems: tuple[str, ...],
+def separate_file(sep: Stream, path: Path, out_dir: Path, stems: tuple[str, ...],
                   fmt: str = "wav", subtype: str = "PCM_16", block: int = BLOCK,
                   progress: bool = True) -> FileResult:
     """Separate one file into ``out_dir/<song>/<stem>.<fmt>``; returns what was written."""
@@ -137,7 +137,7 @@ def _refuse_overwriting_input(path: Path, song_dir: Path, stems: tuple[str, ...]
 def run_files(paths: Sequence[str], out: str, model: str | None, stems_arg: str | None,
               fmt: str, subtype: str, threads: int, progress: bool = True) -> int:
     """Separate every path; one bad file does not stop the others. Returns the exit code."""
-    sep = Separator.load(model, threads=threads)
+    sep = load(model, threads=threads)
     stems = select_stems(sep.stems, stems_arg)
     out_dir = Path(out) / sep.card.name
     failures = 0

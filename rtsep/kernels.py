@@ -6,12 +6,14 @@ Shapes (all C-contiguous float32):
 - ``y[B, F, stems, N]``: model output, F frames per window.
 - ``ola[stems, channels, cap]``: overlap-add accumulator, a ring indexed by sample number.
 - ``out[stems, frames, channels]``: emitted output (any strides, so a slice will do).
+- ``ring[stems, size, channels]``: an ensemble member's delayed stems, indexed by sample number.
 Compiled eagerly with explicit signatures and cached on disk.
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit("void(float32[:, ::1], float32[:, ::1], int64)", cache=True, nogil=True)
@@ -77,3 +79,25 @@ def emit(ola, first_sample, out, n):  # pragma: no cover - jitted
                 for c in range(channels):
                     out[s, i, c] = ola[s, c, p]
                     ola[s, c, p] = 0.0
+
+
+@numba.njit("void(float32[:, :, ::1], int64, float32[:, :, ::1], int64, int64, float32, boolean,"
+            " float32[:, :, :])", cache=True, nogil=True)
+def delay_mix(ring, written, block, n, delay, weight, add, out):  # pragma: no cover - jitted
+    """An ensemble member's delay line: store block[:, :n] in ``ring`` (a power-of-two ring
+    of stems x samples x channels) at samples written .. written + n - 1, then set (or with
+    ``add`` add to) out[:, i] weight times the sample written + i - delay (0 before the
+    stream). The ring holds at least delay + n samples."""
+    stems, size, channels = ring.shape
+    mask = size - 1
+    for i in range(n):
+        p = (written + i) & mask
+        for s in range(stems):
+            for c in range(channels):
+                ring[s, p, c] = block[s, i, c]
+    for i in range(n):
+        m = written + i - delay
+        for s in range(stems):
+            for c in range(channels):
+                v = weight * ring[s, m & mask, c] if m >= 0 else np.float32(0.0)
+                out[s, i, c] = out[s, i, c] + v if add else v

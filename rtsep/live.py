@@ -47,7 +47,7 @@ import numpy as np
 
 from . import devices
 from .audio_io import StemWriter, open_input, read_blocks
-from .engine import Separator
+from .engine import Stream, load
 from .errors import AudioOutputError, ConfigError, DeviceError, RtsepError
 from .remix import DelayLine, Remix, parse_gain
 from .ring import RingBuffer, next_pow2
@@ -115,7 +115,7 @@ class LivePath:
     device input. ``total``: frames to play before the path finishes (None: until stopped).
     ``record``: the ring that :class:`Recorder` drains, or None."""
 
-    def __init__(self, sep: Separator, remix: Remix, channels: int, block: int,
+    def __init__(self, sep: Stream, remix: Remix, channels: int, block: int,
                  source: np.ndarray | None = None, total: int | None = None,
                  record: RingBuffer | None = None) -> None:
         if not 1 <= block <= MAX_BLOCK:
@@ -446,7 +446,7 @@ def run_live(opts: LiveOptions) -> int:
         raise ConfigError(f"--duration must be > 0 seconds, got {opts.duration}")
     latency_arg = parse_latency(opts.latency)
     # quiet: the runtime mutes LiteRT's banner
-    sep = Separator.load(opts.model, threads=1, live=True)
+    sep = load(opts.model, threads=1, live=True)
     rate, stems = sep.sample_rate, sep.stems
     gains = dict(parse_gain(g, stems) for g in opts.gains)
     remix = Remix(stems, rate, solo=opts.solo, mute=opts.mute, gains_db=gains)
@@ -555,11 +555,12 @@ def _run_stream(sd: Any, path: LivePath, remix: Remix, in_dev: Any,
         print(f"  algorithmic latency: {_ms(alg, rate)} = {terms}")
         print(f"  device latency (PortAudio): input {_ms(round(dev_in * rate), rate)}, "
               f"output {_ms(round(dev_out * rate), rate)}")
-        per = path.block / (sep.card.out_frames * sep.card.hop)
-        print(f"  model: hop {sep.card.hop}, out_frames {sep.card.out_frames}, context "
-              f"{sep.card.context_frames}, lookahead {sep.card.lookahead_frames}; "
-              f"{per:g} invoke(s) per block of {path.block} "
-              f"({1e6 * path.block / rate:.0f} us budget)", flush=True)
+        for card in (m.card for m in getattr(sep, "members", [sep])):  # an ensemble's each
+            per = path.block / (card.out_frames * card.hop)
+            print(f"  model {card.name}: hop {card.hop}, out_frames {card.out_frames}, "
+                  f"context {card.context_frames}, lookahead {card.lookahead_frames}; "
+                  f"{per:g} invoke(s) per block of {path.block} "
+                  f"({1e6 * path.block / rate:.0f} us budget)", flush=True)
 
     interrupted = lost = False
     stopped_by = ["Ctrl-C"]

@@ -204,17 +204,33 @@ def shipped_models() -> list[Path]:
     return sorted(d.glob("*.tflite")) if d.is_dir() else []
 
 
+ENSEMBLE_SUFFIX = ".ensemble.json"
+
+
+def shipped_ensembles() -> list[Path]:
+    """The shipped ensemble cards (``rtsep.ensemble``), sorted by name."""
+    d = shipped_dir()
+    return sorted(d.glob(f"*{ENSEMBLE_SUFFIX}")) if d.is_dir() else []
+
+
+def model_name(path: Path) -> str:
+    """The name a model file or ensemble card is called by."""
+    name = path.name
+    return name[:-len(ENSEMBLE_SUFFIX)] if name.endswith(ENSEMBLE_SUFFIX) else path.stem
+
+
 def resolve(model: str | Path | None, live: bool = False) -> Path:
-    """A shipped name, a path to a .tflite, or None for the default shipped model (for live
-    use with ``live``)."""
+    """A shipped name (a model or an ensemble), a path to a .tflite or an ensemble card, or
+    None for the default shipped model (for live use with ``live``)."""
     if model is None:
         model = LIVE_DEFAULT_MODEL if live else DEFAULT_MODEL
     p = Path(model)
-    if p.suffix == ".tflite" or p.exists() or "/" in str(model):
+    if p.suffix in (".tflite", ".json") or p.exists() or "/" in str(model):
         return p
-    for cand in shipped_models():
-        if cand.stem == str(model):
+    shipped = shipped_models() + shipped_ensembles()
+    for cand in shipped:
+        if model_name(cand) == str(model):
             return cand
-    names = ", ".join(c.stem for c in shipped_models()) or "none"
+    names = ", ".join(sorted(model_name(c) for c in shipped)) or "none"
     raise ModelError(f"unknown model {str(model)!r}: shipped models are {names}; "
-                     "or give a path to a .tflite file")
+                     "or give a path to a .tflite file or an ensemble card")

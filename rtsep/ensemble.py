@@ -1,0 +1,170 @@
+"""Ensembles: several models of the same stems run as one separator, their stems averaged.
+
+Why: models that see the music differently make different mistakes (a 2048-point STFT
+mask and a 64-sample filterbank U-Net), so the weighted average of their stems beats either
+(as Demucs's bags of models). Each member's stems are delayed to the slowest member's latency
+before they are averaged, so output sample n is still input sample n - latency_samples. An
+average of partitions of the input is a partition: if every member's stems add up to the
+input, so do the ensemble's.
+
+An ensemble is a card ``<name>.ensemble.json`` (no .tflite of its own)::
+
+    {"format": "rtsep-ensemble/1", "name": "mix-openmsx", "kind": "ensemble",
+     "members": ["spec-openmsx", "fbwg-openmsx"], "weights": [0.5, 0.5],
+     "description": "...", "live_block": 4096, "validation": {...}}
+
+Members are model files beside the card (``<member>.tflite``), else shipped names or paths.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from .engine import Separator, Stream
+from .errors import ConfigError, ModelError
+from .modelcard import model_name, resolve, sha256_of
+from .ring import next_pow2
+
+ENSEMBLE_FORMAT = "rtsep-ensemble/1"
+
+
+@dataclass(frozen=True)
+class EnsembleCard:
+    """The parsed, validated card of an ensemble (the fields a model card offers callers)."""
+
+    path: Path
+    name: str
+    members: tuple[Path, ...]
+    weights: tuple[float, ...]
+    sha256: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    live_block: int | None = None
+    variant: str = "ensemble"
+    kind: str = "ensemble"
+
+
+def read_ensemble_card(path: str | Path) -> EnsembleCard:
+    """Parse and check an ensemble card; its members are only located here (``Ensemble``
+    loads and checks them)."""
+    path = Path(path)
+    label = path.name
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"ensemble card not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{label}: not a readable JSON ensemble card ({e})") from None
+    if not isinstance(raw, dict) or raw.get("format") != ENSEMBLE_FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ModelError(f"{label}: not an ensemble card (format {found!r}, expected "
+                         f"{ENSEMBLE_FORMAT!r})")
+    members = raw.get("members")
+    if not isinstance(members, list) or len(members) < 2 or not all(
+            isinstance(m, str) and m for m in members):
+        raise ModelError(f"{label}: members should be a list of at least two model names, "
+                         f"found {members!r}")
+    weights = raw.get("weights", [1.0] * len(members))
+    if (not isinstance(weights, list) or len(weights) != len(members) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
+            for w in weights)):
+        raise ModelError(f"{label}: weights should be {len(members)} positive numbers, found "
+                         f"{weights!r}")
+    live_block = raw.get("live_block")
+    if live_block is not None and (not isinstance(live_block, int) or isinstance(
+            live_block, bool) or live_block < 1):
+        raise ModelError(f"{label}: live_block should be a positive integer, found "
+                         f"{live_block!r}")
+    total = float(sum(weights))
+    return EnsembleCard(path=path, name=str(raw.get("name") or model_name(path)),
+                        members=tuple(_member_path(path.parent, m) for m in members),
+                        weights=tuple(float(w) / total for w in weights),
+                        sha256=sha256_of(path), raw=raw, live_block=live_block)
+
+
+def _member_path(folder: Path, member: str) -> Path:
+    beside = folder / f"{member}.tflite"
+    return beside if beside.is_file() else resolve(member)
+
+
+class Ensemble(Stream):
+    """The members' stems, each delayed to the slowest member's latency, weighted and summed.
+    Allocates nothing per block after ``prepare`` (members run into preallocated blocks; the
+    delays are rings): usable in an audio callback."""
+
+    def __init__(self, card: EnsembleCard, threads: int = 1) -> None:
+        self.card = card
+        self.members = [Separator.load(m, threads=threads) for m in card.members]
+        first = self.members[0]
+        for m in self.members[1:]:
+            if m.stems != first.stems or m.sample_rate != first.sample_rate:
+                raise ModelError(
+                    f"{card.path.name}: members must share stems and sample rate: "
+                    f"{first.card.name} has {','.join(first.stems)} at {first.sample_rate} "
+                    f"Hz, {m.card.name} {','.join(m.stems)} at {m.sample_rate} Hz")
+        slowest = max(self.members, key=lambda m: m.latency_samples)
+        self._latency = slowest.latency_samples
+        self._latency_terms = slowest.latency_terms
+        self._delays = [self._latency - m.latency_samples for m in self.members]
+        self._prepared = False
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int = 1) -> Ensemble:
+        return cls(read_ensemble_card(path), threads=threads)
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        return self.members[0].stems
+
+    @property
+    def sample_rate(self) -> int:
+        return self.members[0].sample_rate
+
+    @property
+    def latency_terms(self) -> dict[str, int]:
+        """The slowest member's latency, term by term (the others are delayed to it)."""
+        return dict(self._latency_terms)
+
+    def prepare(self, sample_rate: int, max_block: int, channels: int) -> Ensemble:
+        for m in self.members:
+            m.prepare(sample_rate, max_block, channels)
+        self._channels, self._max_block = channels, max_block
+        shape = (len(self.stems), max_block, channels)
+        self._blocks = [np.zeros(shape, np.float32) for _ in self.members]
+        self._rings = [np.zeros((len(self.stems), next_pow2(d + max_block), channels),
+                                np.float32) for d in self._delays]
+        self._flush_in = np.zeros((self._latency, channels), np.float32)
+        self._prepared = True
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        self._require_prepared()
+        for m in self.members:
+            m.reset()
+        for r in self._rings:
+            r[:] = 0.0
+        self._received = 0
+
+    def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Separate ``block`` float32[frames <= max_block, channels] into ``out``
+        float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
+        n = block.shape[0]
+        if n > self._max_block:
+            raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
+        if out.shape[1] != n:
+            raise ConfigError(f"out has {out.shape[1]} frames, block has {n}")
+        for i, m in enumerate(self.members):
+            m.process_into(block, self._blocks[i][:, :n])
+            kernels.delay_mix(self._rings[i], self._received, self._blocks[i], n,
+                              self._delays[i], self.card.weights[i], i > 0, out)
+        self._received += n
+
+    def _require_prepared(self) -> None:
+        if not self._prepared:
+            raise ConfigError("call prepare(sample_rate, max_block, channels) first")

@@ -1,0 +1,125 @@
+"""Ensembles (rtsep/ensemble.py): the weighted average of their members' stems, aligned to the
+slowest member's latency, streamed without allocating; found by name like a model; broken
+cards are one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import build_and_convert, music
+
+from rtsep.engine import Separator, load
+from rtsep.ensemble import Ensemble
+from rtsep.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two models of stems (a, b) whose stems add up to the input, with different latencies:
+    a U-Net at hop 32 (159 samples) and a spec model at hop 64 (383 samples)."""
+    d = tmp_path_factory.mktemp("ensemble")
+    build_and_convert(d, "unet", residual_last=True, seed=1)
+    build_and_convert(d, "spec", variant="spec", out_frames=2)
+    return d
+
+
+def write_ensemble(folder: Path, name: str, **fields: object) -> Path:
+    card = {"format": "rtsep-ensemble/1", "name": name, "kind": "ensemble",
+            "members": ["unet", "spec"], **fields}
+    path = folder / f"{name}.ensemble.json"
+    path.write_text(json.dumps(card))
+    return path
+
+
+def test_ensemble_is_the_aligned_weighted_average(members: Path) -> None:
+    """Streamed in awkward blocks, output sample n is the weighted average of the members'
+    separations of the whole signal at n - latency; the latency is the slowest member's; the
+    stems still add up to the input."""
+    path = write_ensemble(members, "pair", weights=[3, 1])
+    x = music(0.5, channels=2, seed=5)
+    alone = [Separator.load(members / f"{m}.tflite").separate(x) for m in ("unet", "spec")]
+    assert np.abs(alone[0] - alone[1]).max() > 1e-2  # the members really differ
+    ens = load(path)
+    assert isinstance(ens, Ensemble)
+    assert ens.latency_samples == 383 == max(m.latency_samples for m in ens.members)
+    ens.prepare(44100, 777, 2)
+    got = np.concatenate([ens.process(x[i:i + 777]) for i in range(0, len(x), 777)]
+                         + [ens.flush()], axis=1)[:, ens.latency_samples:]
+    want = 0.75 * alone[0] + 0.25 * alone[1]
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got.sum(0) - x).max() < 1e-4
+    np.testing.assert_allclose(ens.separate(x), got, atol=1e-6)
+
+
+def test_ensemble_process_into_allocates_nothing(members: Path) -> None:
+    block = 512
+    x = music(2.0, channels=2, seed=6)
+    ens = load(write_ensemble(members, "alloc")).prepare(44100, block, 2)
+    out = np.zeros((2, block, 2), np.float32)
+    blocks = [np.ascontiguousarray(x[i:i + block]) for i in range(0, len(x) - block, block)]
+    for b in blocks[:3]:  # warm-up
+        ens.process_into(b, out)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for b in blocks[3:80]:  # past 256 windows: counters no longer cached small ints
+            ens.process_into(b, out)
+        after_few, _ = tracemalloc.get_traced_memory()
+        for b in blocks[80:]:
+            ens.process_into(b, out)
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Nothing grows with the number of blocks (what stays is the sample counters' new int
+    # objects, a few per member), and the transient peak (views, argument boxing) stays far
+    # below one member's block of output (2 stems x 512 x 2 channels x 4 bytes = 8 KiB).
+    assert len(blocks) > 160
+    assert current - after_few <= 32, f"grew by {current - after_few} bytes over 80 blocks"
+    assert current - base <= 256, f"retained {current - base} bytes"
+    assert peak - base < 4096, f"transient peak {peak - base} bytes"
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"members": ["unet"]}, "at least two model names"),
+    ({"weights": [1, -1]}, "2 positive numbers"),
+    ({"weights": [1]}, "2 positive numbers"),
+    ({"members": ["unet", "nosuch"]}, "unknown model 'nosuch'"),
+    ({"format": "rtsep-model/1"}, "not an ensemble card"),
+])
+def test_broken_cards_are_one_line_errors(members: Path, fields: dict, message: str) -> None:
+    path = write_ensemble(members, "broken", **fields)
+    with pytest.raises(ModelError, match=message):
+        load(path)
+
+
+def test_members_must_share_stems(members: Path, tmp_path: Path) -> None:
+    build_and_convert(tmp_path, "unet", stems=("a", "c"))
+    build_and_convert(tmp_path, "spec", variant="spec", out_frames=2)
+    with pytest.raises(ModelError, match="members must share stems"):
+        load(write_ensemble(tmp_path, "mixed"))
+
+
+def test_rtsep_file_separates_with_an_ensemble(members: Path, tmp_path: Path) -> None:
+    """The CLI takes an ensemble card as a model and writes its samples."""
+    path = write_ensemble(members, "cli")
+    x = music(0.4, channels=2, seed=8)
+    song = tmp_path / "song.wav"
+    sf.write(song, x, 44100, subtype="FLOAT")
+    r = subprocess.run([sys.executable, "-m", "rtsep", "file", str(song), "-m", str(path),
+                        "-o", str(tmp_path / "out"), "--subtype", "FLOAT", "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want = load(path).separate(x)
+    for i, stem in enumerate(("a", "b")):
+        got, rate = sf.read(tmp_path / "out" / "cli" / "song" / f"{stem}.wav", dtype="float32")
+        assert rate == 44100
+        assert np.abs(got - want[i]).max() < 1e-6
