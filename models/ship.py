@@ -23,7 +23,7 @@ from rtsep.convert.parity import check
 from rtsep.errors import ModelError
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.framing import latency_terms
-from rtsep.modelcard import read_card, write_card
+from rtsep.modelcard import model_name, read_card, write_card
 
 from .card import load_card, load_model
 
@@ -142,9 +142,9 @@ def measure_live_block(tflite: Path, blocks: list[int], seconds: float) -> tuple
     """The smallest block with no late block when paced at real time (stereo, 1 thread), and
     the measurement as one line for the card."""
     from rtsep.bench import block_timing, machine
-    from rtsep.engine import Separator
+    from rtsep.engine import load
 
-    sep = Separator.load(tflite)
+    sep = load(tflite)
     parts, chosen = [], None
     for block in sorted(blocks):
         r = block_timing(sep, block, seconds)
@@ -154,8 +154,8 @@ def measure_live_block(tflite: Path, blocks: list[int], seconds: float) -> tuple
             chosen = block
     if chosen is None:
         chosen = max(blocks)
-    line = (f"`rtsep bench -m {tflite.stem} --block B --seconds {seconds:g} --no-file` (paced at "
-            f"real time, stereo, 1 thread, {machine()}): " + "; ".join(parts))
+    line = (f"`rtsep bench -m {model_name(tflite)} --block B --seconds {seconds:g} --no-file` "
+            f"(paced at real time, stereo, 1 thread, {machine()}): " + "; ".join(parts))
     return chosen, line
 
 

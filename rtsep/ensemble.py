@@ -11,9 +11,12 @@ An ensemble is a card ``<name>.ensemble.json`` (no .tflite of its own)::
 
     {"format": "rtsep-ensemble/1", "name": "mix-openmsx", "kind": "ensemble",
      "members": ["spec-openmsx", "fbwg-openmsx"], "weights": [0.5, 0.5],
-     "description": "...", "live_block": 4096, "validation": {...}}
+     "member_sha256": ["...", "..."], "description": "...", "live_block": 4096,
+     "validation": {...}}
 
 Members are model files beside the card (``<member>.tflite``), else shipped names or paths.
+``member_sha256`` (optional) pins the members the card's numbers were measured with: a member
+changed since is a load error, not a silently different ensemble.
 """
 
 from __future__ import annotations
@@ -100,6 +103,13 @@ class Ensemble(Stream):
     def __init__(self, card: EnsembleCard, threads: int = 1) -> None:
         self.card = card
         self.members = [Separator.load(m, threads=threads) for m in card.members]
+        pinned = card.raw.get("member_sha256")
+        if pinned is not None:
+            found = [m.card.sha256 for m in self.members]
+            if list(pinned) != found:
+                changed = [m.card.name for m, a, b in zip(self.members, pinned, found) if a != b]
+                raise ModelError(f"{card.path.name}: member(s) {', '.join(changed) or '?'} "
+                                 "changed since the ensemble was measured (member_sha256)")
         first = self.members[0]
         for m in self.members[1:]:
             if m.stems != first.stems or m.sample_rate != first.sample_rate:

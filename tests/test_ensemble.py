@@ -94,6 +94,7 @@ def test_ensemble_process_into_allocates_nothing(members: Path) -> None:
     ({"weights": [1]}, "2 positive numbers"),
     ({"members": ["unet", "nosuch"]}, "unknown model 'nosuch'"),
     ({"format": "rtsep-model/1"}, "not an ensemble card"),
+    ({"member_sha256": ["0" * 64, "0" * 64]}, "unet, spec changed since the ensemble was"),
 ])
 def test_broken_cards_are_one_line_errors(members: Path, fields: dict, message: str) -> None:
     path = write_ensemble(members, "broken", **fields)
@@ -123,3 +124,28 @@ def test_rtsep_file_separates_with_an_ensemble(members: Path, tmp_path: Path) ->
         got, rate = sf.read(tmp_path / "out" / "cli" / "song" / f"{stem}.wav", dtype="float32")
         assert rate == 44100
         assert np.abs(got - want[i]).max() < 1e-6
+
+
+def test_ship_ensemble_measures_and_pins_its_members(tmp_path: Path) -> None:
+    """ship_ensemble writes a card whose validation numbers are what `rtsep eval` measures on
+    the same data, pins its members' hashes, measures a live block and writes its .md."""
+    from test_eval import make_rendered
+
+    from rtsep.evaluate import evaluate
+    from rtsep.models.ship_ensemble import main as ship_ensemble
+
+    dest = tmp_path / "shipped"
+    build_and_convert(dest, "u1", stems=("drums", "bass"), residual_last=True, seed=1)
+    build_and_convert(dest, "s1", stems=("drums", "bass"), variant="spec", out_frames=2)
+    data = tmp_path / "data"
+    make_rendered(data)
+    assert ship_ensemble(["--name", "pair", "--members", "u1,s1", "--data", str(data),
+                          "--dest", str(dest), "--live-blocks", "2048",
+                          "--live-seconds", "0.5"]) == 0
+    card = json.loads((dest / "pair.ensemble.json").read_text())
+    assert card["member_sha256"] == [Separator.load(dest / f"{m}.tflite").card.sha256
+                                     for m in ("u1", "s1")]
+    assert card["live_block"] == 2048 and "late of" in card["live_block_measured"]
+    again = evaluate(dest / "pair.ensemble.json", str(data)).to_json()
+    assert card["validation"]["sdr_over_floor_db"] == again["sdr_over_floor_db"]
+    assert "| `u1` | 0.500 |" in (dest / "pair.md").read_text()

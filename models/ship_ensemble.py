@@ -1,0 +1,108 @@
+"""Ship an ensemble of shipped models: write its card, evaluate it through the streaming
+engine, measure its live block, and write ``<name>.md``, like ``ship`` does for one model.
+
+    python -m rtsep.models.ship_ensemble --name NAME --members A,B[,C] [--weights 1,1]
+
+The card pins its members by sha256 (``member_sha256``): the numbers in it are the numbers of
+exactly these members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rtsep.engine import load
+from rtsep.ensemble import ENSEMBLE_FORMAT, Ensemble
+from rtsep.evaluate import evaluate, format_table, write_json, write_plot
+from rtsep.modelcard import ENSEMBLE_SUFFIX, read_card
+
+from .ship import SHIPPED, measure_live_block
+
+
+def write_ensemble_card(path: Path, card: dict) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def ensemble_markdown(card: dict, ens: Ensemble, table: str, ship_cmd: str) -> str:
+    rate = ens.sample_rate
+    lat = ens.latency_samples
+    rows = "\n".join(
+        f"| `{m.card.name}` | {w:.3f} | {m.latency_samples} samples "
+        f"(delayed by {lat - m.latency_samples}) | `{m.card.sha256[:16]}...` |"
+        for m, w in zip(ens.members, ens.card.weights))
+    return f"""# {card['name']}
+
+{card.get('description', '')}
+
+An ensemble (`rtsep/ensemble.py`): every member separates the input, each member's stems are
+delayed to the slowest member's latency and the stems are averaged with these weights. The
+members' own cards (`<member>.md`) say how each was trained.
+
+| member | weight | latency | sha256 |
+|---|---:|---|---|
+{rows}
+
+- **Stems**: {', '.join(ens.stems)}; {rate} Hz
+- **Algorithmic latency**: {lat} samples = {lat / rate * 1000:.1f} ms (the slowest member's)
+- **Live block**: {card['live_block']} samples by default: {card['live_block_measured']}
+
+## Validation (through the streaming engine, the samples `rtsep file` writes)
+
+```
+{table}
+```
+
+Measured with `{card['validation']['command']}`; shipped with `{ship_cmd}`.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True)
+    p.add_argument("--members", required=True, help="comma-separated shipped model names")
+    p.add_argument("--weights", default=None, help="comma-separated (default: equal)")
+    p.add_argument("--description", default="")
+    p.add_argument("--data", default="/work/data/openmsx")
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--dest", type=Path, default=SHIPPED)
+    p.add_argument("--live-blocks", default="1024,2048,4096")
+    p.add_argument("--live-seconds", type=float, default=20.0)
+    args = p.parse_args(argv)
+    members = args.members.split(",")
+    weights = ([float(w) for w in args.weights.split(",")] if args.weights
+               else [1.0] * len(members))
+    path = args.dest / f"{args.name}{ENSEMBLE_SUFFIX}"
+    card = {"format": ENSEMBLE_FORMAT, "name": args.name, "kind": "ensemble",
+            "description": args.description, "members": members, "weights": weights}
+    write_ensemble_card(path, card)  # unpinned while it is measured
+    ens = load(path)
+    assert isinstance(ens, Ensemble)
+    card["member_sha256"] = [read_card(m.card.path).sha256 for m in ens.members]
+    ev = evaluate(path, args.data, max_seconds=args.max_seconds, threads=2)
+    ev.command = (f"rtsep eval -m {args.name} --data {args.data}"
+                  + (f" --max-seconds {args.max_seconds:g}" if args.max_seconds else ""))
+    table = format_table(ev)
+    print(table)
+    write_json(ev, args.dest / f"{args.name}.eval.json")
+    write_plot(ev, args.dest / f"{args.name}.eval.png")
+    ej = ev.to_json()
+    card["validation"] = {"command": ev.command, "songs": list(ej["songs"]),
+                          "sdr_db": ej["sdr_db"], "sdr_over_floor_db": ej["sdr_over_floor_db"],
+                          "means": ej["means"]}
+    card["live_block"], card["live_block_measured"] = measure_live_block(
+        path, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
+    write_ensemble_card(path, card)
+    load(path)  # the pinned card loads
+    ship_cmd = "python -m rtsep.models.ship_ensemble " + " ".join(argv or sys.argv[1:])
+    (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, ens, table, ship_cmd))
+    print(f"shipped {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
