@@ -138,6 +138,13 @@ def latest_checkpoint(run: Path, model: Any, tcard: dict) -> tuple[Any, dict]:
     return model, {**tcard, "training": training}
 
 
+def validation_section(ev: Any) -> dict:
+    """What a card keeps of an evaluation: its command, songs, and SDR tables."""
+    ej = ev.to_json()
+    return {"command": ev.command, "songs": list(ej["songs"]), "sdr_db": ej["sdr_db"],
+            "sdr_over_floor_db": ej["sdr_over_floor_db"], "means": ej["means"]}
+
+
 def measure_live_block(tflite: Path, blocks: list[int], seconds: float) -> tuple[int, str]:
     """The smallest block with no late block when paced at real time (stereo, 1 thread), and
     the measurement as one line for the card."""
@@ -206,10 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.copy(report_dir / "eval.png", args.dest / f"{args.name}.eval.png")
     shutil.copy(args.run / "loss.png", args.dest / f"{args.name}.loss.png")
     raw = dict(rc.raw)
-    ej = ev.to_json()
-    raw["validation"] = {"command": eval_cmd, "songs": list(ej["songs"]),
-                         "sdr_db": ej["sdr_db"], "sdr_over_floor_db": ej["sdr_over_floor_db"],
-                         "means": ej["means"], "parity": report.line()}
+    raw["validation"] = {**validation_section(ev), "parity": report.line()}
     raw["live_block"], raw["live_block_measured"] = measure_live_block(
         out, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
     raw.pop("sha256")

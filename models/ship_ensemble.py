@@ -19,7 +19,7 @@ from rtsep.ensemble import ENSEMBLE_FORMAT, Ensemble
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.modelcard import ENSEMBLE_SUFFIX, read_card
 
-from .ship import SHIPPED, measure_live_block
+from .ship import SHIPPED, measure_live_block, validation_section
 
 
 def write_ensemble_card(path: Path, card: dict) -> None:
@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     write_json(ev, args.dest / f"{args.name}.eval.json")
     write_plot(ev, args.dest / f"{args.name}.eval.png")
-    ej = ev.to_json()
-    card["validation"] = {"command": ev.command, "songs": list(ej["songs"]),
-                          "sdr_db": ej["sdr_db"], "sdr_over_floor_db": ej["sdr_over_floor_db"],
-                          "means": ej["means"]}
+    card["validation"] = validation_section(ev)
     card["live_block"], card["live_block_measured"] = measure_live_block(
         path, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
     write_ensemble_card(path, card)

@@ -44,6 +44,7 @@ class Stream:
     frames of silence) in ``prepare``."""
 
     card: Any  # a ModelCard, or an ensemble's EnsembleCard: name, path, sha256, live_block
+    _prepared: bool = False
     _channels: int
     _max_block: int
     _latency: int
@@ -81,7 +82,18 @@ class Stream:
         raise NotImplementedError
 
     def _require_prepared(self) -> None:
-        raise NotImplementedError
+        if not self._prepared:
+            raise ConfigError("call prepare(sample_rate, max_block, channels) first")
+
+    def _fits(self, block: np.ndarray, out: np.ndarray) -> int:
+        """The frames of ``block`` for ``process_into``, or a ConfigError if it or ``out``
+        does not fit the prepared size."""
+        n = block.shape[0]
+        if n > self._max_block:
+            raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
+        if out.shape[1] != n:
+            raise ConfigError(f"out has {out.shape[1]} frames, block has {n}")
+        return n
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Separate ``block`` float32[frames, channels] (float64 is converted) of any length;
@@ -242,11 +254,7 @@ class Separator(Stream):
     def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
         float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
-        n = block.shape[0]
-        if n > self._max_block:
-            raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
-        if out.shape[1] != n:
-            raise ConfigError(f"out has {out.shape[1]} frames, block has {n}")
+        n = self._fits(block, out)
         if self._in.write(block) != n:  # cannot happen: capacity >= max_block + advance
             raise RuntimeError("internal error: input ring overflow, please report")
         self._run_due_windows()
@@ -294,7 +302,3 @@ class Separator(Stream):
             kernels.overlap_add(y, w * self._channels, self._channels, int(self._first_frames[w]),
                                 self.card.hop, self._window, self._ola)
         del y
-
-    def _require_prepared(self) -> None:
-        if not self._prepared:
-            raise ConfigError("call prepare(sample_rate, max_block, channels) first")

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import kernels
 from .engine import Separator, Stream
-from .errors import ConfigError, ModelError
+from .errors import ModelError
 from .modelcard import model_name, resolve, sha256_of
 from .ring import next_pow2
 
@@ -164,17 +164,9 @@ class Ensemble(Stream):
     def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
         float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
-        n = block.shape[0]
-        if n > self._max_block:
-            raise ConfigError(f"block of {n} frames exceeds max_block {self._max_block}")
-        if out.shape[1] != n:
-            raise ConfigError(f"out has {out.shape[1]} frames, block has {n}")
+        n = self._fits(block, out)
         for i, m in enumerate(self.members):
             m.process_into(block, self._blocks[i][:, :n])
             kernels.delay_mix(self._rings[i], self._received, self._blocks[i], n,
                               self._delays[i], self.card.weights[i], i > 0, out)
         self._received += n
-
-    def _require_prepared(self) -> None:
-        if not self._prepared:
-            raise ConfigError("call prepare(sample_rate, max_block, channels) first")

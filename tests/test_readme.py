@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtsep.engine import Separator
-from rtsep.modelcard import DEFAULT_MODEL, LIVE_DEFAULT_MODEL, read_card, shipped_models
+from rtsep.engine import Separator, load
+from rtsep.modelcard import (
+    DEFAULT_MODEL,
+    LIVE_DEFAULT_MODEL,
+    model_name,
+    read_card,
+    shipped_ensembles,
+    shipped_models,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "rtsep" / "examples" / "example.flac"
@@ -57,7 +64,7 @@ def test_models_lists_the_shipped_cards() -> None:
 
 def test_files_and_live_have_their_own_defaults() -> None:
     """The best separation for files, the lowest latency that separates for live use."""
-    files, live = Separator.load(), Separator.load(live=True)
+    files, live = load(), load(live=True)
     assert (files.card.name, live.card.name) == (DEFAULT_MODEL, LIVE_DEFAULT_MODEL)
     assert live.latency_samples < files.latency_samples
 
@@ -75,3 +82,13 @@ def test_shipped_models_load_and_keep_their_cards_promise(tflite: Path) -> None:
     assert stems.shape == (len(card.stems), *x.shape) and np.isfinite(stems).all()
     if promised:
         assert np.abs(stems.sum(axis=0) - x).max() <= 1e-4
+
+
+@pytest.mark.parametrize("card", shipped_ensembles(), ids=model_name)
+def test_shipped_ensembles_load_and_add_up_to_the_input(card: Path) -> None:
+    """Every shipped ensemble loads (its members are shipped, unchanged since it was measured:
+    member_sha256) and its stems add up to the input, as its members' do."""
+    x, _ = sf.read(EXAMPLE, dtype="float32", always_2d=True, frames=2 * 44100)
+    stems = load(model_name(card)).separate(x)
+    assert stems.shape == (3, *x.shape) and np.isfinite(stems).all()
+    assert np.abs(stems.sum(axis=0) - x).max() <= 1e-4
