@@ -63,18 +63,21 @@ def _cfg(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def past_frames(config: dict[str, Any]) -> int:
-    """STFT frames of past a mask sees (the lookahead convolution's and the dilated stack's:
+    """STFT frames of past a mask sees (the lookahead convolution's and the dilated stacks':
     a causal kernel-3 convolution of dilation d reaches 2 d back, a centred one d)."""
     c = _cfg(config)
     reach = sum(int(d) for d in c["dilations"])
-    return int(c["lookahead"]) + (reach if c["centered"] else 2 * reach)
+    refine = sum(int(d) for d in c["refine_dilations"])
+    return int(c["lookahead"]) + (reach if c["centered"] else 2 * reach) + refine
 
 
 def future_frames(config: dict[str, Any]) -> int:
-    """STFT frames of future a mask sees (the lookahead convolution's, and with ``centered``
-    the dilated stack's)."""
+    """STFT frames of future a mask sees (the lookahead convolution's, the refining stack's,
+    and with ``centered`` the dilated stack's)."""
     c = _cfg(config)
-    return int(c["lookahead"]) + (sum(int(d) for d in c["dilations"]) if c["centered"] else 0)
+    refine = sum(int(d) for d in c["refine_dilations"])
+    return int(c["lookahead"]) + refine + (
+        sum(int(d) for d in c["dilations"]) if c["centered"] else 0)
 
 
 def min_lookahead_frames(config: dict[str, Any]) -> int:
@@ -194,11 +197,17 @@ def _hann(n: int) -> np.ndarray:
 def build_spec(stems: int = 3, context_frames: int | None = None, n_fft: int = 2048,
                hidden: int = 256, lookahead: int = 2,
                dilations: tuple[int, ...] = (1, 2, 4, 8, 16), centered: bool = False,
-               residual_last: bool = True, output: tuple[int, int] | None = None,
-               tflite: bool = False) -> keras.Model:
+               refine_dilations: tuple[int, ...] = (), residual_last: bool = True,
+               output: tuple[int, int] | None = None, tflite: bool = False) -> keras.Model:
     """The full-sequence model, or with ``output=(start, stop)`` (engine frames, multiples of
     n_fft / 256) the same weights computing only those output frames (``window_twin``).
-    ``tflite``: only operations TFLite runs (the inverse STFT by real FFTs; see ``ISTFT``)."""
+    ``tflite``: only operations TFLite runs (the inverse STFT by real FFTs; see ``ISTFT``).
+
+    ``refine_dilations``: centred dilated residual blocks after the dilated stack (conv, ReLU,
+    then a batch norm whose scale starts at zero, so each block starts as the identity). Why:
+    a file model may hear how a note goes on before it assigns it, and grown onto a trained
+    causal model (``rtsep train --init``) the blocks start from exactly that model's output,
+    so fine-tuning begins at its quality instead of relearning what the stack already knew."""
     per = stft_hop(n_fft) // FRAME
     frames = keras.Input((context_frames, FRAME), name="frames")
     re, im = STFT(n_fft, name="stft")(frames)
@@ -217,6 +226,12 @@ def build_spec(stems: int = 3, context_frames: int | None = None, n_fft: int = 2
         y = layers.BatchNormalization(name=f"tcn{i}_bn")(y)
         y = layers.ReLU(name=f"tcn{i}_act")(y)
         h = layers.Add(name=f"tcn{i}_res")([h, y])
+    for i, d in enumerate(refine_dilations):
+        y = layers.Conv1D(hidden, 3, dilation_rate=int(d), padding="same",
+                          name=f"refine{i}_conv")(h)
+        y = layers.ReLU(name=f"refine{i}_act")(y)
+        y = layers.BatchNormalization(gamma_initializer="zeros", name=f"refine{i}_bn")(y)
+        h = layers.Add(name=f"refine{i}_res")([h, y])
     h = layers.Concatenate(name="skip")([h0, h])
     if output is not None:  # only the STFT frames whose inverse makes the output frames
         start, stop = output

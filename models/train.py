@@ -519,16 +519,40 @@ def _warm_start(model: Any, init: Path, variant: str, config: dict[str, Any]
     if card.get("variant") != variant:
         raise ConfigError(mismatch)
     try:  # a config change that keeps every weight's shape (e.g. compress) may start from it
-        model.set_weights(grown_weights(model.get_weights(), source.get_weights()))
+        added = warm_start_weights(model, source)
     except ValueError:
         raise ConfigError(mismatch) from None
     t = card.get("training", {})
     changed = {k: v for k, v in config.items() if card.get("config", {}).get(k) != v}
     print(f"weights from {init} (epoch {t.get('epochs')})"
-          + (f"; config changed: {changed}" if changed else ""))
+          + (f"; config changed: {changed}" if changed else "")
+          + (f"; new layers: {', '.join(added)}" if added else ""))
     return {"model": str(init), "epochs": t.get("epochs"), "cpu_hours": t.get("cpu_hours"),
             "command": t.get("command"), **({"init": t["init"]} if t.get("init") else {}),
-            **({"config_changed": changed} if changed else {})}
+            **({"config_changed": changed} if changed else {}),
+            **({"new_layers": added} if added else {})}
+
+
+def warm_start_weights(model: Any, source: Any) -> list[str]:
+    """Set ``model``'s weights from ``source``'s (``grown_weights``): in order when both have
+    as many weights, else layer by layer by name, where layers of ``model`` that ``source``
+    lacks keep their initial weights (a variant whose added blocks start as the identity, as
+    spec's ``refine_dilations``, then starts from the source's output). Returns the names of
+    those new layers; a source layer with no namesake (weights that would be dropped) raises
+    ValueError."""
+    if len(model.weights) == len(source.weights):
+        model.set_weights(grown_weights(model.get_weights(), source.get_weights()))
+        return []
+    theirs = {layer.name: layer for layer in source.layers if layer.weights}
+    ours = [layer for layer in model.layers if layer.weights]
+    dropped = sorted(set(theirs) - {layer.name for layer in ours})
+    if dropped:
+        raise ValueError(f"layers {dropped} of the source are not in the model")
+    for layer in ours:
+        if layer.name in theirs:
+            layer.set_weights(grown_weights(layer.get_weights(),
+                                            theirs[layer.name].get_weights()))
+    return [layer.name for layer in ours if layer.name not in theirs]
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:

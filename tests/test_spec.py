@@ -70,18 +70,23 @@ def test_stems_are_a_partition_of_the_mixture() -> None:
     assert np.abs(est.sum(0) - x).max() < 1e-5
 
 
-@pytest.mark.parametrize("centered,lookahead,past", [(False, 4, 10), (True, 7, 7)])
-def test_window_twin_is_the_full_model_on_the_stream(centered: bool, lookahead: int,
-                                                     past: int) -> None:
+@pytest.mark.parametrize("centered,refine,lookahead,past",
+                         [(False, [], 4, 10), (True, [], 7, 7), (False, [1, 2], 7, 13)])
+def test_window_twin_is_the_full_model_on_the_stream(centered: bool, refine: list[int],
+                                                     lookahead: int, past: int) -> None:
     """Windows at several positions of a stream give the full-sequence model's samples on the
     whole stream (the window holds the receptive field); a shorter window or lookahead is
     refused, and the last sample of the window does reach the output (the lookahead is not
     larger than the model needs). Centred dilations (1 and 2 STFT frames) move 3 frames of
-    the receptive field from the past to the future."""
+    the receptive field from the past to the future; refining blocks of the same dilations
+    add 3 frames to both."""
     from rtsep.models.spec import build_spec, min_context_frames, min_lookahead_frames, window_twin
 
-    cfg = {"stems": 2, **TINY_SPEC, "centered": centered}
+    cfg = {"stems": 2, **TINY_SPEC, "centered": centered, "refine_dilations": refine}
     model = build_spec(**cfg)
+    for layer in model.layers:  # refining blocks start as the identity: give them weights
+        if layer.name.startswith("refine") and layer.name.endswith("_bn"):
+            layer.gamma.assign(np.full(layer.gamma.shape, 0.5, np.float32))
     f, la = 4, min_lookahead_frames(cfg)
     c = min_context_frames(cfg, f)
     assert (la, c) == (lookahead, f + lookahead + past)

@@ -276,3 +276,30 @@ def test_grown_analysis_window_starts_as_the_source_model() -> None:
         grown_weights(other.get_weights(), small.get_weights())
     with pytest.raises(ValueError, match="shape"):  # a shorter bias is not padded
         grown_weights([np.zeros(16, np.float32)], [np.zeros(8, np.float32)])
+
+
+def test_refining_blocks_grow_onto_a_trained_spec_model() -> None:
+    """``--init`` into a spec model with ``refine_dilations``: the source's layers are found by
+    name, the new blocks keep their identity start, so the grown model computes exactly the
+    source's output; a source layer the model lacks is refused."""
+    import keras
+    from conftest import TINY_SPEC, music
+
+    from rtsep.models.train import warm_start_weights
+    from rtsep.models.unet import build
+
+    keras.utils.set_random_seed(5)
+    cfg = {"stems": 2, **TINY_SPEC}
+    source = build("spec", **cfg)
+    for layer in source.layers:  # trained-looking batch-norm statistics, not the defaults
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, np.float32))
+    grown = build("spec", **cfg, refine_dilations=[1, 2])
+    added = warm_start_weights(grown, source)
+    assert added == ["refine0_conv", "refine0_bn", "refine1_conv", "refine1_bn"]
+    x = music(0.3, channels=1)[:, 0][: 64 * 96].reshape(1, -1, 64)
+    want = np.asarray(source(x, training=False))
+    assert np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(grown(x, training=False)), want, atol=1e-6)
+    with pytest.raises(ValueError, match="refine1_conv"):
+        warm_start_weights(build("spec", **cfg, refine_dilations=[1]), grown)
