@@ -3,12 +3,11 @@ no allocation in process_into, clear errors."""
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_model, music
+from conftest import allocations_of, make_model, music
 
 from rtsep.engine import Separator
 from rtsep.errors import ConfigError
@@ -134,21 +133,18 @@ def test_process_into_allocates_nothing(either_model: Path, signal: np.ndarray) 
               for i in range(0, len(signal) - block, block)]
     for b in blocks[:3]:  # warm-up
         sep.process_into(b, out)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
+
+    def run() -> None:
         for b in blocks[3:]:
             sep.process_into(b, out)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+
+    retained, peak, where = allocations_of(run)
     # No buffer is allocated per block: nothing grows with the number of blocks (a counter's
     # new int object is all that stays), and the transient peak (argument boxing, tensor view
     # objects: a few hundred bytes) stays far below one block of float32 output
     # (2 stems * 1024 frames * 2 channels * 4 bytes = 16 KiB).
-    assert current - base <= 64, f"retained {current - base} bytes"
-    assert peak - base < 4096, f"transient peak {peak - base} bytes"
+    assert retained <= 64, f"retained {retained} bytes, at {where}"
+    assert peak < 4096, f"transient peak {peak} bytes"
 
 
 def test_bad_blocks_are_refused(tiny_model: Path) -> None:

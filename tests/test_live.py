@@ -15,17 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import music, skip_unless_installed
+from conftest import allocations_of, music, skip_unless_installed
 from jack import JackServer, jackd_path
 
-import rtsep as rtsep_package
 from rtsep.cli import main
 from rtsep.devices import Device, HostApi, resolve
 from rtsep.engine import Separator
@@ -219,27 +217,13 @@ def test_callback_allocates_nothing(tiny_model: Path, tmp_path: Path) -> None:
     out = np.zeros((64, 2), np.float32)
     for _ in range(5):
         path.out_callback(out, 64, None, 0)
-    # Retained memory is counted only for allocations made under rtsep's code: other threads
-    # of the test process (such as tqdm's monitor, which earlier tests start) allocate at
-    # times of their own; counting everything, this test once failed in CI with 316 bytes.
-    package = str(Path(rtsep_package.__file__).parent)
-    tracemalloc.start(32)
-    try:
-        before = tracemalloc.take_snapshot()
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
+
+    def run() -> None:
         for _ in range(300):
             path.out_callback(out, 64, None, 0)
-        _, peak = tracemalloc.get_traced_memory()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
+
+    retained, peak, where = allocations_of(run)
     rec.abort()
     assert path.error is None and path.counters[BLOCKS] == 305
-    ours = [d for d in after.compare_to(before, "traceback")
-            if any(f.filename.startswith(package) for f in d.traceback)]
-    retained = sum(d.size_diff for d in ours)
-    where = [(Path(d.traceback[-1].filename).name, d.traceback[-1].lineno, d.size_diff)
-             for d in ours[:3]]
     assert retained <= 256, f"retained {retained} bytes, at {where}"
-    assert peak - base < 4096, f"transient peak {peak - base} bytes"
+    assert peak < 4096, f"transient peak {peak} bytes"
