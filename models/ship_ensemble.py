@@ -2,6 +2,7 @@
 engine, measure its live block, and write ``<name>.md``, like ``ship`` does for one model.
 
     python -m rtsep.models.ship_ensemble --name NAME --members A,B[,C] [--weights 1,1]
+        [--shifts 0,256]
 
 The card pins its members by sha256 (``member_sha256``): the numbers in it are the numbers of
 exactly these members.
@@ -31,20 +32,22 @@ def write_ensemble_card(path: Path, card: dict) -> None:
 def ensemble_markdown(card: dict, ens: Ensemble, table: str, ship_cmd: str) -> str:
     rate = ens.sample_rate
     lat = ens.latency_samples
+    shifts = ens.card.shifts or (0,) * len(ens.members)
     rows = "\n".join(
-        f"| `{m.card.name}` | {w:.3f} | {m.latency_samples} samples "
-        f"(delayed by {lat - m.latency_samples}) | `{m.card.sha256[:16]}...` |"
-        for m, w in zip(ens.members, ens.card.weights))
+        f"| `{m.card.name}` | {w:.3f} | {s} | {m.latency_samples} samples "
+        f"(delayed by {lat - m.latency_samples - s}) | `{m.card.sha256[:16]}...` |"
+        for m, w, s in zip(ens.members, ens.card.weights, shifts))
     return f"""# {card['name']}
 
 {card.get('description', '')}
 
 An ensemble (`rtsep/ensemble.py`): every member separates the input, each member's stems are
-delayed to the slowest member's latency and the stems are averaged with these weights. The
+delayed to the slowest member's latency and the stems are averaged with these weights; a
+member with a shift hears the input that many samples late (counted in its latency). The
 members' own cards (`<member>.md`) say how each was trained.
 
-| member | weight | latency | sha256 |
-|---|---:|---|---|
+| member | weight | shift | latency | sha256 |
+|---|---:|---:|---|---|
 {rows}
 
 - **Stems**: {', '.join(ens.stems)}; {rate} Hz
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--members", required=True, help="comma-separated shipped model names")
     p.add_argument("--weights", default=None, help="comma-separated (default: equal)")
+    p.add_argument("--shifts", default=None,
+                   help="comma-separated input delays in samples (default: none)")
     p.add_argument("--description", default="")
     p.add_argument("--data", default="/work/data/openmsx")
     p.add_argument("--max-seconds", type=float, default=None)
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                else [1.0] * len(members))
     path = args.dest / f"{args.name}{ENSEMBLE_SUFFIX}"
     card = {"format": ENSEMBLE_FORMAT, "name": args.name, "kind": "ensemble",
-            "description": args.description, "members": members, "weights": weights}
+            "description": args.description, "members": members, "weights": weights,
+            **({"shifts": [int(v) for v in args.shifts.split(",")]} if args.shifts else {})}
     write_ensemble_card(path, card)  # unpinned while it is measured
     ens = load(path)
     assert isinstance(ens, Ensemble)

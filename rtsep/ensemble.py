@@ -11,12 +11,17 @@ An ensemble is a card ``<name>.ensemble.json`` (no .tflite of its own)::
 
     {"format": "rtsep-ensemble/1", "name": "mix-openmsx", "kind": "ensemble",
      "members": ["spec-openmsx", "fbwg-openmsx"], "weights": [0.5, 0.5],
-     "member_sha256": ["...", "..."], "description": "...", "live_block": 4096,
-     "validation": {...}}
+     "shifts": [0, 0], "member_sha256": ["...", "..."], "description": "...",
+     "live_block": 4096, "validation": {...}}
 
 Members are model files beside the card (``<member>.tflite``), else shipped names or paths.
 ``member_sha256`` (optional) pins the members the card's numbers were measured with: a member
 changed since is a load error, not a silently different ensemble.
+
+``shifts`` (optional, samples, default 0): a member hears the input that many samples late
+(Demucs's shift trick: the same model on a shifted input frames the music differently, e.g.
+another phase of a 512-sample STFT hop, and errs differently); it counts in that member's
+latency, so the alignment above still holds. The same model may be a member several times.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class EnsembleCard:
     weights: tuple[float, ...]
     sha256: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    shifts: tuple[int, ...] = ()
     live_block: int | None = None
     variant: str = "ensemble"
     kind: str = "ensemble"
@@ -78,6 +84,11 @@ def read_ensemble_card(path: str | Path) -> EnsembleCard:
             for w in weights)):
         raise ModelError(f"{label}: weights should be {len(members)} positive numbers, found "
                          f"{weights!r}")
+    shifts = raw.get("shifts", [0] * len(members))
+    if (not isinstance(shifts, list) or len(shifts) != len(members) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shifts)):
+        raise ModelError(f"{label}: shifts should be {len(members)} whole numbers of samples "
+                         f">= 0, found {shifts!r}")
     live_block = raw.get("live_block")
     if live_block is not None and (not isinstance(live_block, int) or isinstance(
             live_block, bool) or live_block < 1):
@@ -87,7 +98,8 @@ def read_ensemble_card(path: str | Path) -> EnsembleCard:
     return EnsembleCard(path=path, name=str(raw.get("name") or model_name(path)),
                         members=tuple(_member_path(path.parent, m) for m in members),
                         weights=tuple(float(w) / total for w in weights),
-                        sha256=sha256_of(path), raw=raw, live_block=live_block)
+                        sha256=sha256_of(path), shifts=tuple(shifts), raw=raw,
+                        live_block=live_block)
 
 
 def _member_path(folder: Path, member: str) -> Path:
@@ -117,10 +129,14 @@ class Ensemble(Stream):
                     f"{card.path.name}: members must share stems and sample rate: "
                     f"{first.card.name} has {','.join(first.stems)} at {first.sample_rate} "
                     f"Hz, {m.card.name} {','.join(m.stems)} at {m.sample_rate} Hz")
-        slowest = max(self.members, key=lambda m: m.latency_samples)
-        self._latency = slowest.latency_samples
-        self._latency_terms = slowest.latency_terms
-        self._delays = [self._latency - m.latency_samples for m in self.members]
+        self._shifts = card.shifts or (0,) * len(self.members)
+        totals = [m.latency_samples + s for m, s in zip(self.members, self._shifts)]
+        slowest = int(np.argmax(totals))
+        self._latency = totals[slowest]
+        self._latency_terms = self.members[slowest].latency_terms
+        if self._shifts[slowest]:
+            self._latency_terms["shift"] = self._shifts[slowest]
+        self._delays = [self._latency - t for t in totals]
         self._prepared = False
 
     @classmethod
@@ -148,6 +164,11 @@ class Ensemble(Stream):
         self._blocks = [np.zeros(shape, np.float32) for _ in self.members]
         self._rings = [np.zeros((len(self.stems), next_pow2(d + max_block), channels),
                                 np.float32) for d in self._delays]
+        # Shifted members' input delay lines (one "stem" of input), and the block they read.
+        self._in_rings = [np.zeros((1, next_pow2(s + max_block), channels), np.float32)
+                          for s in self._shifts]
+        self._in_block = np.zeros((1, max_block, channels), np.float32)
+        self._shifted = np.zeros((1, max_block, channels), np.float32)
         self._flush_in = np.zeros((self._latency, channels), np.float32)
         self._prepared = True
         self.reset()
@@ -157,7 +178,7 @@ class Ensemble(Stream):
         self._require_prepared()
         for m in self.members:
             m.reset()
-        for r in self._rings:
+        for r in (*self._rings, *self._in_rings):
             r[:] = 0.0
         self._received = 0
 
@@ -165,8 +186,15 @@ class Ensemble(Stream):
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
         float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
         n = self._fits(block, out)
+        if any(self._shifts):
+            self._in_block[0, :n] = block
         for i, m in enumerate(self.members):
-            m.process_into(block, self._blocks[i][:, :n])
+            heard = block
+            if self._shifts[i]:
+                kernels.delay_mix(self._in_rings[i], self._received, self._in_block, n,
+                                  self._shifts[i], 1.0, False, self._shifted)
+                heard = self._shifted[0, :n]
+            m.process_into(heard, self._blocks[i][:, :n])
             kernels.delay_mix(self._rings[i], self._received, self._blocks[i], n,
                               self._delays[i], self.card.weights[i], i > 0, out)
         self._received += n

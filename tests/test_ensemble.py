@@ -59,10 +59,31 @@ def test_ensemble_is_the_aligned_weighted_average(members: Path) -> None:
     np.testing.assert_allclose(ens.separate(x), got, atol=1e-6)
 
 
+def test_shifted_member_hears_the_input_late(members: Path) -> None:
+    """A member with a shift of s samples separates the input delayed by s; its latency grows
+    by s (a term of its own), and the ensemble's output is still aligned: the weighted
+    average of the model on the signal and on the signal s samples late, at n - latency."""
+    path = write_ensemble(members, "shifted", members=["spec", "spec"], shifts=[0, 100])
+    x = music(0.5, channels=2, seed=9)
+    spec = Separator.load(members / "spec.tflite")
+    late = spec.separate(np.concatenate([np.zeros((100, 2), np.float32), x]))[:, 100:]
+    unshifted = spec.separate(x)
+    assert np.abs(late - unshifted).max() > 1e-3  # the shift changes what the model hears
+    ens = load(path)
+    assert ens.latency_samples == spec.latency_samples + 100
+    assert ens.latency_terms["shift"] == 100
+    assert sum(ens.latency_terms.values()) == ens.latency_samples
+    ens.prepare(44100, 333, 2)
+    got = np.concatenate([ens.process(x[i:i + 333]) for i in range(0, len(x), 333)]
+                         + [ens.flush()], axis=1)[:, ens.latency_samples:]
+    assert np.abs(got - 0.5 * (unshifted + late)).max() < 1e-5
+    assert np.abs(got.sum(0) - x).max() < 1e-4
+
+
 def test_ensemble_process_into_allocates_nothing(members: Path) -> None:
     block = 512
     x = music(2.0, channels=2, seed=6)
-    ens = load(write_ensemble(members, "alloc")).prepare(44100, block, 2)
+    ens = load(write_ensemble(members, "alloc", shifts=[0, 256])).prepare(44100, block, 2)
     out = np.zeros((2, block, 2), np.float32)
     blocks = [np.ascontiguousarray(x[i:i + block]) for i in range(0, len(x) - block, block)]
     for b in blocks[:3]:  # warm-up
@@ -92,6 +113,8 @@ def test_ensemble_process_into_allocates_nothing(members: Path) -> None:
     ({"members": ["unet"]}, "at least two model names"),
     ({"weights": [1, -1]}, "2 positive numbers"),
     ({"weights": [1]}, "2 positive numbers"),
+    ({"shifts": [0, -1]}, "shifts should be 2 whole numbers of samples >= 0"),
+    ({"shifts": [0.5, 0]}, "shifts should be 2"),
     ({"members": ["unet", "nosuch"]}, "unknown model 'nosuch'"),
     ({"format": "rtsep-model/1"}, "not an ensemble card"),
     ({"member_sha256": ["0" * 64, "0" * 64]}, "unet, spec changed since the ensemble was"),
