@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads(out.with_suffix(".json").read_text())
     card["latency_samples"] = sum(latency_terms(rc.hop, rc.lookahead_frames, rc.out_frames,
                                                 rc.frame).values())
-    ship_cmd = "python -m rtsep.models.ship " + " ".join(argv or sys.argv[1:])
+    ship_cmd = "python -m rtsep.models.ship " + shlex.join(argv or sys.argv[1:])
     (args.dest / f"{args.name}.md").write_text(card_markdown(card, table, eval_cmd, ship_cmd))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

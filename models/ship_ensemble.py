@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         path, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
     write_ensemble_card(path, card)
     load(path)  # the pinned card loads
-    ship_cmd = "python -m rtsep.models.ship_ensemble " + " ".join(argv or sys.argv[1:])
+    ship_cmd = "python -m rtsep.models.ship_ensemble " + shlex.join(argv or sys.argv[1:])
     (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, ens, table, ship_cmd))
     print(f"shipped {path}")
     return 0

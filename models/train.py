@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import queue
+import shlex
 import sys
 import threading
 import time
@@ -386,7 +387,7 @@ def train(args: argparse.Namespace) -> Path:
         print(f"resumed {out} at epoch {state['epoch']} ({state['steps']} steps, "
               f"{state['seconds'] / 3600:.2f} h)")
 
-    command = "rtsep " + " ".join(sys.argv[1:])
+    command = "rtsep " + shlex.join(sys.argv[1:])  # quoted: pastes into a shell
     state.setdefault("commands", []).append([state["epoch"], command])  # every start/resume
     val_sampler = ExcerptSampler(val_tracks, stems, length, seed=1234, gain_range=(1.0, 1.0),
                                  remix_probability=0.0)
