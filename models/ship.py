@@ -146,13 +146,20 @@ def validation_section(ev: Any) -> dict:
             "sdr_over_floor_db": ej["sdr_over_floor_db"], "means": ej["means"]}
 
 
-def measure_live_block(tflite: Path, blocks: list[int], seconds: float) -> tuple[int, str]:
-    """The smallest block with no late block when paced at real time (stereo, 1 thread), and
-    the measurement as one line for the card."""
+def ship_command(module: str, argv: list[str] | None) -> str:
+    """The command that shipped a card, quoted so that it pastes into a shell."""
+    return f"python -m {module} " + shlex.join(argv or sys.argv[1:])
+
+
+def measure_live_block(tflite: Path, live_blocks: str, seconds: float) -> tuple[int, str]:
+    """The smallest block of ``live_blocks`` (``--live-blocks``: comma-separated) with no late
+    block when paced at real time (stereo, 1 thread), and the measurement as one line for the
+    card."""
     from rtsep.bench import block_timing, machine
     from rtsep.engine import load
 
     sep = load(tflite)
+    blocks = [int(b) for b in live_blocks.split(",")]
     parts, chosen = [], None
     for block in sorted(blocks):
         r = block_timing(sep, block, seconds)
@@ -216,14 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     raw = dict(rc.raw)
     raw["validation"] = {**validation_section(ev), "parity": report.line()}
     raw["live_block"], raw["live_block_measured"] = measure_live_block(
-        out, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
+        out, args.live_blocks, args.live_seconds)
     raw.pop("sha256")
     raw.pop("format")
     write_card(out, raw)
     card = json.loads(out.with_suffix(".json").read_text())
     card["latency_samples"] = sum(latency_terms(rc.hop, rc.lookahead_frames, rc.out_frames,
                                                 rc.frame).values())
-    ship_cmd = "python -m rtsep.models.ship " + shlex.join(argv or sys.argv[1:])
+    ship_cmd = ship_command("rtsep.models.ship", argv)
     (args.dest / f"{args.name}.md").write_text(card_markdown(card, table, eval_cmd, ship_cmd))
     print(f"shipped {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rtsep.ensemble import ENSEMBLE_FORMAT, Ensemble
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.modelcard import ENSEMBLE_SUFFIX, read_card
 
-from .ship import SHIPPED, measure_live_block, validation_section
+from .ship import SHIPPED, measure_live_block, ship_command, validation_section
 
 
 def write_ensemble_card(path: Path, card: dict) -> None:
@@ -33,11 +32,10 @@ def write_ensemble_card(path: Path, card: dict) -> None:
 def ensemble_markdown(card: dict, ens: Ensemble, table: str, ship_cmd: str) -> str:
     rate = ens.sample_rate
     lat = ens.latency_samples
-    shifts = ens.card.shifts or (0,) * len(ens.members)
     rows = "\n".join(
         f"| `{m.card.name}` | {w:.3f} | {s} | {m.latency_samples} samples "
         f"(delayed by {lat - m.latency_samples - s}) | `{m.card.sha256[:16]}...` |"
-        for m, w, s in zip(ens.members, ens.card.weights, shifts))
+        for m, w, s in zip(ens.members, ens.card.weights, ens.shifts))
     return f"""# {card['name']}
 
 {card.get('description', '')}
@@ -99,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     write_plot(ev, args.dest / f"{args.name}.eval.png")
     card["validation"] = validation_section(ev)
     card["live_block"], card["live_block_measured"] = measure_live_block(
-        path, [int(b) for b in args.live_blocks.split(",")], args.live_seconds)
+        path, args.live_blocks, args.live_seconds)
     write_ensemble_card(path, card)
     load(path)  # the pinned card loads
-    ship_cmd = "python -m rtsep.models.ship_ensemble " + shlex.join(argv or sys.argv[1:])
+    ship_cmd = ship_command("rtsep.models.ship_ensemble", argv)
     (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, ens, table, ship_cmd))
     print(f"shipped {path}")
     return 0

@@ -62,22 +62,26 @@ def _cfg(config: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **config}
 
 
+def _reach(dilations: Any) -> int:
+    """STFT frames a centred kernel-3 stack of these dilations sees on each side."""
+    return sum(int(d) for d in dilations)
+
+
 def past_frames(config: dict[str, Any]) -> int:
     """STFT frames of past a mask sees (the lookahead convolution's and the dilated stacks':
     a causal kernel-3 convolution of dilation d reaches 2 d back, a centred one d)."""
     c = _cfg(config)
-    reach = sum(int(d) for d in c["dilations"])
-    refine = sum(int(d) for d in c["refine_dilations"])
-    return int(c["lookahead"]) + (reach if c["centered"] else 2 * reach) + refine
+    reach = _reach(c["dilations"])
+    return (int(c["lookahead"]) + (reach if c["centered"] else 2 * reach)
+            + _reach(c["refine_dilations"]))
 
 
 def future_frames(config: dict[str, Any]) -> int:
     """STFT frames of future a mask sees (the lookahead convolution's, the refining stack's,
     and with ``centered`` the dilated stack's)."""
     c = _cfg(config)
-    refine = sum(int(d) for d in c["refine_dilations"])
-    return int(c["lookahead"]) + refine + (
-        sum(int(d) for d in c["dilations"]) if c["centered"] else 0)
+    return (int(c["lookahead"]) + _reach(c["refine_dilations"])
+            + (_reach(c["dilations"]) if c["centered"] else 0))
 
 
 def min_lookahead_frames(config: dict[str, Any]) -> int:

@@ -129,13 +129,14 @@ class Ensemble(Stream):
                     f"{card.path.name}: members must share stems and sample rate: "
                     f"{first.card.name} has {','.join(first.stems)} at {first.sample_rate} "
                     f"Hz, {m.card.name} {','.join(m.stems)} at {m.sample_rate} Hz")
-        self._shifts = card.shifts or (0,) * len(self.members)
-        totals = [m.latency_samples + s for m, s in zip(self.members, self._shifts)]
+        self.shifts = card.shifts or (0,) * len(self.members)  # samples each member hears late
+        self._shifted_any = any(self.shifts)  # read on every block: computed once
+        totals = [m.latency_samples + s for m, s in zip(self.members, self.shifts)]
         slowest = int(np.argmax(totals))
         self._latency = totals[slowest]
         self._latency_terms = self.members[slowest].latency_terms
-        if self._shifts[slowest]:
-            self._latency_terms["shift"] = self._shifts[slowest]
+        if self.shifts[slowest]:
+            self._latency_terms["shift"] = self.shifts[slowest]
         self._delays = [self._latency - t for t in totals]
         self._prepared = False
 
@@ -166,7 +167,7 @@ class Ensemble(Stream):
                                 np.float32) for d in self._delays]
         # Shifted members' input delay lines (one "stem" of input), and the block they read.
         self._in_rings = [np.zeros((1, next_pow2(s + max_block), channels), np.float32)
-                          for s in self._shifts]
+                          if s else None for s in self.shifts]
         self._in_block = np.zeros((1, max_block, channels), np.float32)
         self._shifted = np.zeros((1, max_block, channels), np.float32)
         self._flush_in = np.zeros((self._latency, channels), np.float32)
@@ -178,7 +179,7 @@ class Ensemble(Stream):
         self._require_prepared()
         for m in self.members:
             m.reset()
-        for r in (*self._rings, *self._in_rings):
+        for r in self._rings + [r for r in self._in_rings if r is not None]:
             r[:] = 0.0
         self._received = 0
 
@@ -186,13 +187,13 @@ class Ensemble(Stream):
         """Separate ``block`` float32[frames <= max_block, channels] into ``out``
         float32[stems, frames, channels] (any strides). Allocates nothing: for callbacks."""
         n = self._fits(block, out)
-        if any(self._shifts):
+        if self._shifted_any:
             self._in_block[0, :n] = block
         for i, m in enumerate(self.members):
             heard = block
-            if self._shifts[i]:
+            if self.shifts[i]:
                 kernels.delay_mix(self._in_rings[i], self._received, self._in_block, n,
-                                  self._shifts[i], 1.0, False, self._shifted)
+                                  self.shifts[i], 1.0, False, self._shifted)
                 heard = self._shifted[0, :n]
             m.process_into(heard, self._blocks[i][:, :n])
             kernels.delay_mix(self._rings[i], self._received, self._blocks[i], n,
