@@ -114,6 +114,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     else:
         add_compose_arguments(c)
         c.set_defaults(func=run_compose)
+    w = dsub.add_parser("wad-music", help="extract the General MIDI music of Doom WADs (Freedoom)")
+    try:
+        from rtsep.models.data.wad import add_wad_arguments, run_wad_music
+    except ImportError as e:
+        _unavailable(w, e)
+    else:
+        add_wad_arguments(w)
+        w.set_defaults(func=run_wad_music)
     r = dsub.add_parser("render", help="render per-stem audio with fluidsynth")
     try:
         from rtsep.models.data.render import add_render_arguments

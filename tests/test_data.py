@@ -559,3 +559,67 @@ def test_stem_levels_are_energy_over_the_mixture(tmp_path, capsys):
     assert "(3 songs)" in line
     for stem in STEMS:
         assert f"{stem} {np.median(levels[stem]):+.1f} dB" in line
+
+
+def _wad(lumps: list[tuple[str, bytes]], kind: bytes = b"PWAD") -> bytes:
+    """A WAD file: header, the lumps' data, then the directory (as Doom's tools lay it out)."""
+    import struct
+
+    data, entries, offset = b"", [], 12
+    for name, blob in lumps:
+        entries.append(struct.pack("<ii8s", offset, len(blob), name.encode()))
+        data += blob
+        offset += len(blob)
+    return struct.pack("<4sii", kind, len(lumps), offset) + data + b"".join(entries)
+
+
+def _midi_bytes(song: mido.MidiFile, path: Path) -> bytes:
+    song.save(path)
+    return path.read_bytes()
+
+
+def test_wad_music_extracts_distinct_midi_lumps_and_splits_them(tmp_path, capsys):
+    from rtsep.cli import main
+
+    song = _midi_bytes(make_song(), tmp_path / "a.mid")
+    other = _midi_bytes(make_song(bass="none", beats=12), tmp_path / "b.mid")
+    wad = tmp_path / "music.wad"
+    wad.write_bytes(_wad([("PLAYPAL", bytes(768)), ("D_E1M1", song), ("D_E1M2", other),
+                          ("D_E2M1", song), ("D_MUSOLD", b"MUS\x1a" + bytes(12)),
+                          ("MAP01", b"")]))
+    before = wad.read_bytes()
+    out = tmp_path / "midi"
+    assert main(["data", "wad-music", "--wad", str(wad), "--out", str(out)]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["music_d_e1m1.mid", "music_d_e1m2.mid"]  # D_E2M1 repeats D_E1M1
+    assert (out / "music_d_e1m1.mid").read_bytes() == song
+    assert (out / "music_d_e1m2.mid").read_bytes() == other
+    assert wad.read_bytes() == before
+    assert "wrote 2 MIDI songs" in capsys.readouterr().out
+    # A second run finds the same songs and writes nothing new; the MUS lump is reported.
+    assert main(["data", "wad-music", "--wad", str(wad), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == files
+    assert "skipped 1 MUS" in capsys.readouterr().out
+    # The extracted songs are ordinary General MIDI files for the stem split.
+    info = midi_split.analyze(midi_split.load_midi(out / "music_d_e1m1.mid"))
+    assert info.has_drums and info.bass_source == "gm-program"
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [(b"", "not a WAD file"), (b"RIFF" + bytes(20), "not a WAD file"),
+     (None, "truncated"), (b"PWAD" + bytes(8) + b"x", "no MIDI music lumps")],
+)
+def test_wad_music_broken_files_fail_with_one_line(tmp_path, capsys, blob, message):
+    from rtsep.cli import main
+
+    if blob is None:  # a directory that claims a lump past the end of the file
+        blob = _wad([("D_RUNNIN", b"MThd" + bytes(10))])[:-10]
+    wad = tmp_path / "broken.wad"
+    wad.write_bytes(blob)
+    assert main(["data", "wad-music", "--wad", str(wad), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert main(["data", "wad-music", "--wad", str(tmp_path / "missing.wad"), "--out",
+                 str(tmp_path / "o")]) == 1
+    assert "cannot read" in capsys.readouterr().err
