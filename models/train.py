@@ -387,7 +387,8 @@ def train(args: argparse.Namespace) -> Path:
         print(f"resumed {out} at epoch {state['epoch']} ({state['steps']} steps, "
               f"{state['seconds'] / 3600:.2f} h)")
 
-    command = "rtsep " + shlex.join(sys.argv[1:])  # quoted: pastes into a shell
+    # Quoted, so it pastes into a shell; the arguments main() was given, not the process's.
+    command = "rtsep " + shlex.join(getattr(args, "argv", sys.argv[1:]))
     state.setdefault("commands", []).append([state["epoch"], command])  # every start/resume
     val_sampler = ExcerptSampler(val_tracks, stems, length, seed=1234, gain_range=(1.0, 1.0),
                                  remix_probability=0.0)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,8 @@ def test_training_lowers_loss_and_writes_artifacts(tmp_path: Path, tiny_data: Pa
     card = json.loads((run / "model.json").read_text())
     assert card["variant"] == "fb" and card["stems"] == ["drums", "bass", "other"]
     assert card["training"]["epochs"] in (1, 2)
+    assert card["training"]["command"] == "rtsep " + shlex.join(
+        [*common, "--epochs", "2", "--eval-seconds", "1"])
 
     # Without --resume an existing run is refused; with it, training continues at epoch 3.
     assert main([*common, "--epochs", "3", "--eval-seconds", "0"]) == 1
