@@ -23,7 +23,7 @@ from .framing import FRAME
 CARD_FORMAT = "rtsep-model/1"
 #: The default for files and evaluation (the best separation), and for live use and the
 #: latency benchmark (the lowest latency that separates): one quality model, one live model.
-DEFAULT_MODEL = "specr-openmsx"
+DEFAULT_MODEL = "specrf-openmsx"
 LIVE_DEFAULT_MODEL = "fb-openmsx"
 KINDS = ("window", "stateful")
 
