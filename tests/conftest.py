@@ -151,9 +151,6 @@ def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, i
     tqdm's monitor, which earlier tests start) allocate at times of their own (counting the
     whole process, these tests failed in CI with 216 and 316 bytes); ``peak`` is the whole
     process's transient peak; ``where`` names the first three retaining lines."""
-    import rtsep
-
-    package = str(Path(rtsep.__file__).parent)
     tracemalloc.start(32)
     try:
         before = tracemalloc.take_snapshot()
@@ -164,8 +161,22 @@ def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, i
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    ours = [d for d in after.compare_to(before, "traceback")
-            if any(f.filename.startswith(package) for f in d.traceback)]
+    ours = _rtsep_diffs(after, before)
     where = [(Path(d.traceback[-1].filename).name, d.traceback[-1].lineno, d.size_diff)
              for d in ours[:3]]
     return sum(d.size_diff for d in ours), peak - base, where
+
+
+def _rtsep_diffs(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot
+                 ) -> list[tracemalloc.StatisticDiff]:
+    import rtsep
+
+    package = str(Path(rtsep.__file__).parent)
+    return [d for d in after.compare_to(before, "traceback")
+            if any(f.filename.startswith(package) for f in d.traceback)]
+
+
+def rtsep_growth(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot) -> int:
+    """Bytes retained between two snapshots of one trace session (``tracemalloc.start(32)``)
+    by allocations made under rtsep's own code (see ``allocations_of``)."""
+    return sum(d.size_diff for d in _rtsep_diffs(after, before))
