@@ -208,7 +208,9 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
     rate = sep.sample_rate
     limit = int(max_seconds * rate) if max_seconds else None
     lengths = [min(_frames(t), limit) if limit else _frames(t) for t in tracks]
-    bar = tqdm(total=sum(lengths) / rate, unit="s", disable=not progress,
+    # Counted in frames (exact integers; seconds summed as floats overshot the total and tqdm
+    # warned "clamping frac" at the end), shown in seconds.
+    bar = tqdm(total=sum(lengths), unit="s", unit_scale=1 / rate, disable=not progress,
                file=sys.stderr, leave=False,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f}s "
                           "[{elapsed}<{remaining}]")
@@ -226,7 +228,7 @@ def evaluate(model: str | Path | None, data: str | DataSpec, subset: str | None 
             if not np.isfinite(mix).all() or not np.isfinite(refs).all():
                 raise AudioInputError(f"{track.name}: NaN or Inf samples in {track.folder}")
             start = time.perf_counter()
-            est = sep.separate(mix, BLOCK, lambda k: bar.update(k / rate))
+            est = sep.separate(mix, BLOCK, bar.update)
             wall = time.perf_counter() - start
             irm = metrics.oracle_irm(refs, mix, oracle_fft, oracle_fft // 4)
             song: dict[str, Any] = {"seconds": round(len(mix) / rate, 3),
