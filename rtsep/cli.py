@@ -4,6 +4,7 @@ exit: 1 for a failed job, 2 for bad usage, 3 for an internal error (a bug: pleas
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -103,25 +104,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _add_data_action(dsub: argparse._SubParsersAction, name: str, help: str, module: str,
+                     add_arguments: str, run: str) -> None:
+    """``rtsep data NAME`` from ``rtsep.models.data.MODULE``'s options and runner, or, when
+    the module cannot be imported, an action that says which extra it needs."""
+    p = dsub.add_parser(name, help=help)
+    try:
+        mod = importlib.import_module(f"rtsep.models.data.{module}")
+    except ImportError as e:
+        _unavailable(p, e)
+        return
+    getattr(mod, add_arguments)(p)
+    p.set_defaults(func=getattr(mod, run))
+
+
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="training data: render stems from General MIDI")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    c = dsub.add_parser("compose", help="write new General MIDI songs (procedural, seeded)")
-    try:
-        from rtsep.models.data.compose import add_compose_arguments, run_compose
-    except ImportError as e:
-        _unavailable(c, e)
-    else:
-        add_compose_arguments(c)
-        c.set_defaults(func=run_compose)
-    w = dsub.add_parser("wad-music", help="extract the General MIDI music of Doom WADs (Freedoom)")
-    try:
-        from rtsep.models.data.wad import add_wad_arguments, run_wad_music
-    except ImportError as e:
-        _unavailable(w, e)
-    else:
-        add_wad_arguments(w)
-        w.set_defaults(func=run_wad_music)
+    _add_data_action(dsub, "compose", "write new General MIDI songs (procedural, seeded)",
+                     "compose", "add_compose_arguments", "run_compose")
+    _add_data_action(dsub, "wad-music", "extract the General MIDI music of Doom WADs (Freedoom)",
+                     "wad", "add_wad_arguments", "run_wad_music")
     r = dsub.add_parser("render", help="render per-stem audio with fluidsynth")
     try:
         from rtsep.models.data.render import add_render_arguments
