@@ -145,7 +145,7 @@ def skip_unless_installed(ok: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, int, int]]]:
+def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, int, int, str]]]:
     """(retained, peak, where) of calling ``run`` under tracemalloc: ``retained`` counts only
     allocations made under rtsep's own code, since other threads of the test process (such as
     tqdm's monitor, which earlier tests start) allocate at times of their own (counting the
@@ -161,22 +161,23 @@ def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, i
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    ours = _rtsep_diffs(after, before)
-    where = [(Path(d.traceback[-1].filename).name, d.traceback[-1].lineno, d.size_diff)
-             for d in ours[:3]]
-    return sum(d.size_diff for d in ours), peak - base, where
+    retained, where = rtsep_growth(after, before)
+    return retained, peak - base, where
 
 
-def _rtsep_diffs(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot
-                 ) -> list[tracemalloc.StatisticDiff]:
+def rtsep_growth(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot
+                 ) -> tuple[int, list[tuple[str, int, int, str]]]:
+    """Bytes retained between two snapshots of one trace session (``tracemalloc.start(32)``)
+    by allocations made under rtsep's own code (see ``allocations_of``), and the first three
+    retaining places: (file, line, bytes, the innermost rtsep frame)."""
     import rtsep
 
     package = str(Path(rtsep.__file__).parent)
-    return [d for d in after.compare_to(before, "traceback")
+    ours = [d for d in after.compare_to(before, "traceback")
             if any(f.filename.startswith(package) for f in d.traceback)]
-
-
-def rtsep_growth(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot) -> int:
-    """Bytes retained between two snapshots of one trace session (``tracemalloc.start(32)``)
-    by allocations made under rtsep's own code (see ``allocations_of``)."""
-    return sum(d.size_diff for d in _rtsep_diffs(after, before))
+    where = []
+    for d in ours[:3]:
+        inner = next(f for f in reversed(d.traceback) if f.filename.startswith(package))
+        where.append((Path(d.traceback[-1].filename).name, d.traceback[-1].lineno, d.size_diff,
+                      f"{Path(inner.filename).name}:{inner.lineno}"))
+    return sum(d.size_diff for d in ours), where

@@ -108,8 +108,11 @@ def test_ensemble_process_into_allocates_nothing(members: Path) -> None:
     # Retained memory counts rtsep's code only: other threads of the test process (tqdm's
     # monitor) allocate at times of their own (64 bytes once in a full run).
     assert len(blocks) > 160
-    grown, retained = rtsep_growth(end, few), rtsep_growth(few, start)
-    assert grown <= 32, f"grew by {grown} bytes over 80 blocks"
+    # A leak of one small object per block grows by 80 x 28 bytes or more over the last 80
+    # blocks (a 16-byte bytes object per block: 5260); a few sample counters replaced by
+    # larger ints do not grow with blocks (144 bytes at engine.py's counters in a full run).
+    (grown, where), (retained, _) = rtsep_growth(end, few), rtsep_growth(few, start)
+    assert grown <= 512, f"grew by {grown} bytes over 80 blocks at {where}"
     assert retained <= 256, f"retained {retained} bytes"
     assert peak - base < 4096, f"transient peak {peak - base} bytes"
 
