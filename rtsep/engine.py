@@ -156,9 +156,9 @@ def load(model: str | Path | None = None, threads: int = 1, live: bool = False) 
     low-latency live default. What every command separates with."""
     path = modelcard.resolve(model, live)
     if path.name.endswith(modelcard.ENSEMBLE_SUFFIX):
-        from .ensemble import Ensemble
+        from .ensemble import load_ensemble
 
-        return Ensemble.load(path, threads=threads)
+        return load_ensemble(path, threads=threads)
     if path.suffix == ".json":
         raise ModelError(f"{path}: give the model's .tflite (or an ensemble card, "
                          f"*{modelcard.ENSEMBLE_SUFFIX}), not its card")

@@ -40,6 +40,7 @@ from .modelcard import model_name, resolve, sha256_of
 from .ring import next_pow2
 
 ENSEMBLE_FORMAT = "rtsep-ensemble/1"
+WIENER_DEFAULTS = {"n_fft": 4096, "memory_seconds": 10.0}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class EnsembleCard:
     live_block: int | None = None
     variant: str = "ensemble"
     kind: str = "ensemble"
+    wiener: dict[str, Any] | None = None
 
 
 def read_ensemble_card(path: str | Path) -> EnsembleCard:
@@ -73,10 +75,13 @@ def read_ensemble_card(path: str | Path) -> EnsembleCard:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise ModelError(f"{label}: not an ensemble card (format {found!r}, expected "
                          f"{ENSEMBLE_FORMAT!r})")
+    wiener = _wiener_settings(label, raw.get("wiener"))
     members = raw.get("members")
-    if not isinstance(members, list) or len(members) < 2 or not all(
+    fewest = 1 if wiener else 2
+    if not isinstance(members, list) or len(members) < fewest or not all(
             isinstance(m, str) and m for m in members):
-        raise ModelError(f"{label}: members should be a list of at least two model names, "
+        raise ModelError(f"{label}: members should be a list of at least "
+                         f"{'one model name' if wiener else 'two model names'}, "
                          f"found {members!r}")
     weights = raw.get("weights", [1.0] * len(members))
     if (not isinstance(weights, list) or len(weights) != len(members) or not all(
@@ -99,7 +104,26 @@ def read_ensemble_card(path: str | Path) -> EnsembleCard:
                         members=tuple(_member_path(path.parent, m) for m in members),
                         weights=tuple(float(w) / total for w in weights),
                         sha256=sha256_of(path), shifts=tuple(shifts), raw=raw,
-                        live_block=live_block)
+                        live_block=live_block, wiener=wiener)
+
+
+def _wiener_settings(label: str, wiener: Any) -> dict[str, Any] | None:
+    """The card's ``wiener`` section checked: None, or {"n_fft": int, "memory_seconds": s}."""
+    if wiener is None:
+        return None
+    if not isinstance(wiener, dict) or set(wiener) - {"n_fft", "memory_seconds"}:
+        raise ModelError(f"{label}: wiener should be an object with n_fft and memory_seconds, "
+                         f"found {wiener!r}")
+    n_fft = wiener.get("n_fft", WIENER_DEFAULTS["n_fft"])
+    memory = wiener.get("memory_seconds", WIENER_DEFAULTS["memory_seconds"])
+    if (not isinstance(n_fft, int) or isinstance(n_fft, bool) or n_fft < 16
+            or n_fft & (n_fft - 1)):
+        raise ModelError(f"{label}: wiener n_fft should be a power of two >= 16, found "
+                         f"{n_fft!r}")
+    if not isinstance(memory, (int, float)) or isinstance(memory, bool) or not memory > 0:
+        raise ModelError(f"{label}: wiener memory_seconds should be a number > 0, found "
+                         f"{memory!r}")
+    return {"n_fft": n_fft, "memory_seconds": float(memory)}
 
 
 def _member_path(folder: Path, member: str) -> Path:
@@ -143,6 +167,7 @@ class Ensemble(Stream):
     @classmethod
     def load(cls, path: str | Path, threads: int = 1) -> Ensemble:
         return cls(read_ensemble_card(path), threads=threads)
+
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -199,3 +224,15 @@ class Ensemble(Stream):
             kernels.delay_mix(self._rings[i], self._received, self._blocks[i], n,
                               self._delays[i], self.card.weights[i], i > 0, out)
         self._received += n
+
+
+def load_ensemble(path: str | Path, threads: int = 1) -> Stream:
+    """The separator an ensemble card describes: the ensemble, behind its Wiener filter when
+    the card has a ``wiener`` section (then one member is enough)."""
+    card = read_ensemble_card(path)
+    ens = Ensemble(card, threads=threads)
+    if card.wiener is None:
+        return ens
+    from .wiener import WienerFilter
+
+    return WienerFilter(ens, card=card, **card.wiener)
