@@ -2,7 +2,10 @@
 engine, measure its live block, and write ``<name>.md``, like ``ship`` does for one model.
 
     python -m rtsep.models.ship_ensemble --name NAME --members A,B[,C] [--weights 1,1]
-        [--shifts 0,256]
+        [--shifts 0,256] [--wiener 4096,10]
+
+With ``--wiener N_FFT,MEMORY_SECONDS`` the members' stems go through the streaming Wiener
+filter (``rtsep/wiener.py``); then one member is enough.
 
 The card pins its members by sha256 (``member_sha256``): the numbers in it are the numbers of
 exactly these members.
@@ -19,6 +22,7 @@ from rtsep.engine import load
 from rtsep.ensemble import ENSEMBLE_FORMAT, Ensemble
 from rtsep.evaluate import evaluate, format_table, write_json, write_plot
 from rtsep.modelcard import ENSEMBLE_SUFFIX, read_card
+from rtsep.wiener import WienerFilter
 
 from .ship import SHIPPED, measure_live_block, ship_command, validation_section
 
@@ -29,12 +33,23 @@ def write_ensemble_card(path: Path, card: dict) -> None:
     tmp.replace(path)
 
 
-def ensemble_markdown(card: dict, ens: Ensemble, table: str, ship_cmd: str) -> str:
+def ensemble_markdown(card: dict, sep: Ensemble | WienerFilter, table: str,
+                      ship_cmd: str) -> str:
+    ens = sep.inner if isinstance(sep, WienerFilter) else sep
+    assert isinstance(ens, Ensemble)
     rate = ens.sample_rate
-    lat = ens.latency_samples
+    lat = sep.latency_samples
+    wiener = card.get("wiener")
+    filtered = (f"""
+The averaged stems then go through the streaming multichannel Wiener filter
+(`rtsep/wiener.py`): STFT {wiener['n_fft']}, spatial covariances averaged over the last
+{wiener['memory_seconds']:g} s; it adds {wiener['n_fft']} samples of latency and keeps the
+stems adding up to the input.
+""" if wiener else "")
     rows = "\n".join(
         f"| `{m.card.name}` | {w:.3f} | {s} | {m.latency_samples} samples "
-        f"(delayed by {lat - m.latency_samples - s}) | `{m.card.sha256[:16]}...` |"
+        f"(delayed by {ens.latency_samples - m.latency_samples - s}) | "
+        f"`{m.card.sha256[:16]}...` |"
         for m, w, s in zip(ens.members, ens.card.weights, ens.shifts))
     return f"""# {card['name']}
 
@@ -44,13 +59,14 @@ An ensemble (`rtsep/ensemble.py`): every member separates the input, each member
 delayed to the slowest member's latency and the stems are averaged with these weights; a
 member with a shift hears the input that many samples late (counted in its latency). The
 members' own cards (`<member>.md`) say how each was trained.
-
+{filtered}
 | member | weight | shift | latency | sha256 |
 |---|---:|---:|---|---|
 {rows}
 
 - **Stems**: {', '.join(ens.stems)}; {rate} Hz
-- **Algorithmic latency**: {lat} samples = {lat / rate * 1000:.1f} ms (the slowest member's)
+- **Algorithmic latency**: {lat} samples = {lat / rate * 1000:.1f} ms (the slowest member's{
+    ' and the Wiener filter' if wiener else ''})
 - **Live block**: {card['live_block']} samples by default: {card['live_block_measured']}
 
 ## Validation (through the streaming engine, the samples `rtsep file` writes)
@@ -70,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="comma-separated (default: equal)")
     p.add_argument("--shifts", default=None,
                    help="comma-separated input delays in samples (default: none)")
+    p.add_argument("--wiener", default=None, metavar="N_FFT,MEMORY_SECONDS",
+                   help="put the Wiener post-filter behind the members (e.g. 4096,10)")
     p.add_argument("--description", default="")
     p.add_argument("--data", default="/work/data/openmsx")
     p.add_argument("--max-seconds", type=float, default=None)
@@ -84,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     card = {"format": ENSEMBLE_FORMAT, "name": args.name, "kind": "ensemble",
             "description": args.description, "members": members, "weights": weights,
             **({"shifts": [int(v) for v in args.shifts.split(",")]} if args.shifts else {})}
+    if args.wiener:
+        n_fft, memory = args.wiener.split(",")
+        card["wiener"] = {"n_fft": int(n_fft), "memory_seconds": float(memory)}
     write_ensemble_card(path, card)  # unpinned while it is measured
-    ens = load(path)
+    sep = load(path)
+    ens = sep.inner if isinstance(sep, WienerFilter) else sep
     assert isinstance(ens, Ensemble)
     card["member_sha256"] = [read_card(m.card.path).sha256 for m in ens.members]
     ev = evaluate(path, args.data, max_seconds=args.max_seconds, threads=2)
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     write_ensemble_card(path, card)
     load(path)  # the pinned card loads
     ship_cmd = ship_command("rtsep.models.ship_ensemble", argv)
-    (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, ens, table, ship_cmd))
+    (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, sep, table, ship_cmd))
     print(f"shipped {path}")
     return 0
 

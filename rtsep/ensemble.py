@@ -22,6 +22,10 @@ changed since is a load error, not a silently different ensemble.
 (Demucs's shift trick: the same model on a shifted input frames the music differently, e.g.
 another phase of a 512-sample STFT hop, and errs differently); it counts in that member's
 latency, so the alignment above still holds. The same model may be a member several times.
+
+``wiener`` (optional, ``{"n_fft": 4096, "memory_seconds": 10}``): the averaged stems go through
+the streaming multichannel Wiener filter (``rtsep/wiener.py``), which adds n_fft samples of
+latency; with it one member is enough (a single model behind the filter).
 """
 
 from __future__ import annotations

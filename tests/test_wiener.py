@@ -176,3 +176,26 @@ def test_broken_wiener_cards_are_one_line_errors(member: Path, fields: dict,
                                                  message: str) -> None:
     with pytest.raises(ModelError, match=message):
         load(write_card(member, "broken", **fields))
+
+
+def test_ship_ensemble_with_wiener(tmp_path: Path) -> None:
+    """``ship_ensemble --wiener`` ships one model behind the filter: the card holds the
+    filter's settings and the numbers `rtsep eval` measures; the .md says what it is."""
+    from test_eval import make_rendered
+
+    from rtsep.evaluate import evaluate
+    from rtsep.models.ship_ensemble import main as ship_ensemble
+
+    dest = tmp_path / "shipped"
+    build_and_convert(dest, "s1", stems=("drums", "bass"), variant="spec", out_frames=2)
+    data = tmp_path / "data"
+    make_rendered(data)
+    assert ship_ensemble(["--name", "s1w", "--members", "s1", "--wiener", "512,2",
+                          "--data", str(data), "--dest", str(dest), "--live-blocks", "2048",
+                          "--live-seconds", "0.5"]) == 0
+    card = json.loads((dest / "s1w.ensemble.json").read_text())
+    assert card["wiener"] == {"n_fft": 512, "memory_seconds": 2.0}
+    again = evaluate(dest / "s1w.ensemble.json", str(data)).to_json()
+    assert card["validation"]["sdr_over_floor_db"] == again["sdr_over_floor_db"]
+    md = (dest / "s1w.md").read_text()
+    assert "Wiener filter" in md and "STFT 512" in md
