@@ -47,8 +47,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         sdr_txt = ", ".join(f"{k} {v:+.1f}" for k, v in sdr.items()) if sdr else "not measured"
         if "members" in c:  # an ensemble card
             weights = c.get("weights", [1] * len(c["members"]))
+            wiener = c.get("wiener")
             print(f"{c.get('name')}{default}: ensemble of " + ", ".join(
-                f"{m} (weight {w:g})" for m, w in zip(c["members"], weights)))
+                f"{m} (weight {w:g})" for m, w in zip(c["members"], weights))
+                + (f", then a Wiener filter (STFT {wiener.get('n_fft', 4096)})" if wiener
+                   else ""))
         else:
             if c["kind"] == "stateful":
                 past = f"stateful, past {c['state']['receptive_field_frames']} frames"

@@ -2,7 +2,7 @@
 
 Plugin-style contract (DESIGN.md section 2)::
 
-    sep = Separator.load("seed-openmsx")          # or a .tflite path, or None for the default
+    sep = Separator.load("seed-openmsx")          # or a .tflite; engine.load: also ensembles
     sep.prepare(44100, max_block=512, channels=2)  # allocates every buffer
     out = sep.process(block)                       # block float32[frames, channels]
     sep.process_into(block, out)                   # out float32[stems, frames, channels]
@@ -182,9 +182,13 @@ class Separator(Stream):
     @classmethod
     def load(cls, model: str | Path | None = None, threads: int = 1,
              live: bool = False) -> Separator:
-        """Load a shipped model by name, a .tflite path, or the default (None): the file
-        default, or with ``live`` the low-latency live default."""
+        """Load a shipped model by name, a .tflite path, or the default (None) when it is a
+        single model (with ``live``, the low-latency live default); ensembles, the file
+        default among them, load with ``rtsep.engine.load``."""
         path = modelcard.resolve(model, live)
+        if path.name.endswith(modelcard.ENSEMBLE_SUFFIX):
+            raise ModelError(f"{path.name} is an ensemble card: load it with "
+                             "rtsep.engine.load")
         card = modelcard.read_card(path)
         try:
             data = path.read_bytes()

@@ -21,9 +21,10 @@ from .errors import ModelError
 from .framing import FRAME
 
 CARD_FORMAT = "rtsep-model/1"
-#: The default for files and evaluation (the best separation), and for live use and the
-#: latency benchmark (the lowest latency that separates): one quality model, one live model.
-DEFAULT_MODEL = "specrf-openmsx"
+#: The default for files and evaluation (the best separation: an ensemble behind the Wiener
+#: filter, rtsep/ensemble.py), and for live use and the latency benchmark (the lowest
+#: latency that separates): one quality model, one live model.
+DEFAULT_MODEL = "specrf-fbwg-w-openmsx"
 LIVE_DEFAULT_MODEL = "fb-openmsx"
 KINDS = ("window", "stateful")
 

@@ -180,3 +180,9 @@ def test_ship_ensemble_measures_and_pins_its_members(tmp_path: Path) -> None:
     again = evaluate(dest / "pair.ensemble.json", str(data)).to_json()
     assert card["validation"]["sdr_over_floor_db"] == again["sdr_over_floor_db"]
     assert "| `u1` | 0.500 |" in (dest / "pair.md").read_text()
+
+
+def test_separator_load_refuses_an_ensemble_card(members: Path) -> None:
+    """Separator is one model; an ensemble card given to it says where ensembles load."""
+    with pytest.raises(ModelError, match="is an ensemble card: load it with rtsep.engine.load"):
+        Separator.load(write_ensemble(members, "pair"))
