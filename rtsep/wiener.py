@@ -39,7 +39,7 @@ from .engine import Stream
 from .errors import ConfigError
 from .ring import next_pow2
 
-REGULARISATION = 1e-4  # delta, as a fraction of the mean mixture power of the bin's model
+REGULARISATION = 1e-4  # delta: this fraction of the mean diagonal of sum_k v_k R_k, per bin
 
 
 @numba.njit("void(float32[:, :, ::1], int64, float32[:, :, ::1], float32[:, :, ::1], int64, "
