@@ -33,12 +33,9 @@ def write_ensemble_card(path: Path, card: dict) -> None:
     tmp.replace(path)
 
 
-def ensemble_markdown(card: dict, sep: Ensemble | WienerFilter, table: str,
-                      ship_cmd: str) -> str:
-    ens = sep.inner if isinstance(sep, WienerFilter) else sep
-    assert isinstance(ens, Ensemble)
+def ensemble_markdown(card: dict, ens: Ensemble, lat: int, table: str, ship_cmd: str) -> str:
+    """``lat``: the shipped separator's latency (the ensemble's, plus a Wiener filter's)."""
     rate = ens.sample_rate
-    lat = sep.latency_samples
     wiener = card.get("wiener")
     filtered = (f"""
 The averaged stems then go through the streaming multichannel Wiener filter
@@ -123,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     write_ensemble_card(path, card)
     load(path)  # the pinned card loads
     ship_cmd = ship_command("rtsep.models.ship_ensemble", argv)
-    (args.dest / f"{args.name}.md").write_text(ensemble_markdown(card, sep, table, ship_cmd))
+    (args.dest / f"{args.name}.md").write_text(
+        ensemble_markdown(card, ens, sep.latency_samples, table, ship_cmd))
     print(f"shipped {path}")
     return 0
 

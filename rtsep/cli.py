@@ -27,6 +27,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .ensemble import read_ensemble_card
     from .framing import latency_terms
     from .modelcard import read_card, shipped_ensembles, shipped_models
+    from .wiener import DEFAULTS as WIENER
 
     cards = []
     for path in shipped_models() + shipped_ensembles():
@@ -50,8 +51,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             wiener = c.get("wiener")
             print(f"{c.get('name')}{default}: ensemble of " + ", ".join(
                 f"{m} (weight {w:g})" for m, w in zip(c["members"], weights))
-                + (f", then a Wiener filter (STFT {wiener.get('n_fft', 4096)})" if wiener
-                   else ""))
+                + (f", then a Wiener filter (STFT {wiener.get('n_fft', WIENER['n_fft'])})"
+                   if wiener else ""))
         else:
             if c["kind"] == "stateful":
                 past = f"stateful, past {c['state']['receptive_field_frames']} frames"

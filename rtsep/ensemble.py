@@ -42,9 +42,10 @@ from .engine import Separator, Stream
 from .errors import ModelError
 from .modelcard import model_name, resolve, sha256_of
 from .ring import next_pow2
+from .wiener import DEFAULTS as wiener_defaults
+from .wiener import WienerFilter, settings_error
 
 ENSEMBLE_FORMAT = "rtsep-ensemble/1"
-WIENER_DEFAULTS = {"n_fft": 4096, "memory_seconds": 10.0}
 
 
 @dataclass(frozen=True)
@@ -118,16 +119,11 @@ def _wiener_settings(label: str, wiener: Any) -> dict[str, Any] | None:
     if not isinstance(wiener, dict) or set(wiener) - {"n_fft", "memory_seconds"}:
         raise ModelError(f"{label}: wiener should be an object with n_fft and memory_seconds, "
                          f"found {wiener!r}")
-    n_fft = wiener.get("n_fft", WIENER_DEFAULTS["n_fft"])
-    memory = wiener.get("memory_seconds", WIENER_DEFAULTS["memory_seconds"])
-    if (not isinstance(n_fft, int) or isinstance(n_fft, bool) or n_fft < 16
-            or n_fft & (n_fft - 1)):
-        raise ModelError(f"{label}: wiener n_fft should be a power of two >= 16, found "
-                         f"{n_fft!r}")
-    if not isinstance(memory, (int, float)) or isinstance(memory, bool) or not memory > 0:
-        raise ModelError(f"{label}: wiener memory_seconds should be a number > 0, found "
-                         f"{memory!r}")
-    return {"n_fft": n_fft, "memory_seconds": float(memory)}
+    settings = {**wiener_defaults, **wiener}
+    error = settings_error(**settings)
+    if error:
+        raise ModelError(f"{label}: wiener {error}")
+    return {"n_fft": settings["n_fft"], "memory_seconds": float(settings["memory_seconds"])}
 
 
 def _member_path(folder: Path, member: str) -> Path:
@@ -171,7 +167,6 @@ class Ensemble(Stream):
     @classmethod
     def load(cls, path: str | Path, threads: int = 1) -> Ensemble:
         return cls(read_ensemble_card(path), threads=threads)
-
 
     @property
     def stems(self) -> tuple[str, ...]:
@@ -237,6 +232,4 @@ def load_ensemble(path: str | Path, threads: int = 1) -> Stream:
     ens = Ensemble(card, threads=threads)
     if card.wiener is None:
         return ens
-    from .wiener import WienerFilter
-
     return WienerFilter(ens, card=card, **card.wiener)

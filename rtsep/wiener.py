@@ -40,38 +40,46 @@ from .errors import ConfigError
 from .ring import next_pow2
 
 REGULARISATION = 1e-4  # delta: this fraction of the mean diagonal of sum_k v_k R_k, per bin
+DEFAULTS = {"n_fft": 4096, "memory_seconds": 10.0}
+
+
+def settings_error(n_fft: Any, memory_seconds: Any) -> str | None:
+    """What is wrong with these settings (for a card's or a caller's error), or None."""
+    if not isinstance(n_fft, int) or isinstance(n_fft, bool) or n_fft < 16 or n_fft & (n_fft - 1):
+        return f"n_fft should be a power of two >= 16, found {n_fft!r}"
+    if (not isinstance(memory_seconds, (int, float)) or isinstance(memory_seconds, bool)
+            or not memory_seconds > 0):
+        return f"memory_seconds should be a number > 0, found {memory_seconds!r}"
+    return None
 
 
 @numba.njit("void(float32[:, :, ::1], int64, float32[:, :, ::1], float32[:, :, ::1], int64, "
             "int64)", cache=True, nogil=True)
-def stage(staging, fill, mix, stems, start, n):  # pragma: no cover - jitted
-    """staging[0, c, fill + i] = mix[0, start + i, c]; staging[1 + j, c, fill + i] =
-    stems[j, start + i, c] for i < n (time-major blocks into channel-major hop buffers)."""
-    channels = staging.shape[1]
+def stage(hist, at, mix, stems, start, n):  # pragma: no cover - jitted
+    """hist[0, c, at + i] = mix[0, start + i, c]; hist[1 + j, c, at + i] =
+    stems[j, start + i, c] for i < n (time-major blocks into the channel-major frame)."""
+    channels = hist.shape[1]
     for c in range(channels):
         for i in range(n):
-            staging[0, c, fill + i] = mix[0, start + i, c]
+            hist[0, c, at + i] = mix[0, start + i, c]
     for j in range(stems.shape[0]):
         for c in range(channels):
             for i in range(n):
-                staging[1 + j, c, fill + i] = stems[j, start + i, c]
+                hist[1 + j, c, at + i] = stems[j, start + i, c]
 
 
-@numba.njit("void(float32[:, :, ::1], float32[:, :, ::1], float64[::1], float64[:, :, ::1])",
-            cache=True, nogil=True)
-def slide(hist, staging, window, windowed):  # pragma: no cover - jitted
-    """Shift every signal of ``hist`` left by one hop, append the hop in ``staging``, and
-    write the windowed signals (float64: numpy's FFT of float32 allocates a converted copy)."""
+@numba.njit("void(float32[:, :, ::1], int64, float64[::1], float64[:, :, ::1])", cache=True,
+            nogil=True)
+def window_and_slide(hist, hop, window, windowed):  # pragma: no cover - jitted
+    """windowed = window * hist (float64: numpy's FFT of float32 allocates a converted copy),
+    then shift every signal of ``hist`` left by one hop (its last hop is staged anew)."""
     signals, channels, size = hist.shape
-    hop = staging.shape[2]
     for s in range(signals):
         for c in range(channels):
-            for i in range(size - hop):
-                hist[s, c, i] = hist[s, c, i + hop]
-            for i in range(hop):
-                hist[s, c, size - hop + i] = staging[s, c, i]
             for i in range(size):
                 windowed[s, c, i] = window[i] * hist[s, c, i]
+            for i in range(size - hop):
+                hist[s, c, i] = hist[s, c, i + hop]
 
 
 @numba.njit("void(complex128[:, ::1], complex128[:, ::1])", cache=True, nogil=True)
@@ -181,19 +189,19 @@ class WienerFilter(Stream):
     """``inner``'s stems re-split by a causal multichannel Wiener filter (module docstring).
     Latency: the inner separator's plus ``n_fft``."""
 
-    def __init__(self, inner: Stream, card: Any = None, n_fft: int = 4096,
-                 memory_seconds: float = 10.0) -> None:
-        if n_fft < 16 or n_fft & (n_fft - 1):
-            raise ConfigError(f"Wiener n_fft must be a power of two >= 16, got {n_fft}")
-        if not memory_seconds > 0:
-            raise ConfigError(f"Wiener memory_seconds must be > 0, got {memory_seconds}")
+    def __init__(self, inner: Stream, card: Any = None, n_fft: int = DEFAULTS["n_fft"],
+                 memory_seconds: float = DEFAULTS["memory_seconds"]) -> None:
+        error = settings_error(n_fft, memory_seconds)
+        if error:
+            raise ConfigError(f"Wiener filter: {error}")
         if len(inner.stems) < 2:
             raise ConfigError("a Wiener filter needs a separator of at least two stems")
         self.inner = inner
         self.card = card if card is not None else inner.card
         self.n_fft, self.hop = n_fft, n_fft // 4
         self.memory_seconds = float(memory_seconds)
-        self._latency = inner.latency_samples + n_fft
+        self._inner_latency = inner.latency_samples  # read on every block: computed once
+        self._latency = self._inner_latency + n_fft
         self._prepared = False
 
     @property
@@ -213,14 +221,12 @@ class WienerFilter(Stream):
         self.inner.prepare(sample_rate, max_block, channels)
         stems, n, hop = len(self.stems), self.n_fft, self.hop
         bins = n // 2 + 1
-        inner_latency = self.inner.latency_samples
         self._channels, self._max_block = channels, max_block
         self._stem_block = np.zeros((stems, max_block, channels), np.float32)
         self._mix_in = np.zeros((1, max_block, channels), np.float32)
         self._mix_aligned = np.zeros((1, max_block, channels), np.float32)
-        self._mix_ring = np.zeros((1, next_pow2(inner_latency + max_block), channels),
+        self._mix_ring = np.zeros((1, next_pow2(self._inner_latency + max_block), channels),
                                   np.float32)
-        self._staging = np.zeros((1 + stems, channels, hop), np.float32)
         self._hist = np.zeros((1 + stems, channels, n), np.float32)
         self._windowed = np.zeros(self._hist.shape, np.float64)
         self._spec = np.zeros((1 + stems, channels, bins), np.complex128)
@@ -245,8 +251,6 @@ class WienerFilter(Stream):
         self.inner.reset()
         for a in (self._mix_ring, self._hist, self._cov, self._power, self._ola):
             a[:] = 0
-        self._fill = 0  # samples of the current hop staged
-        self._pushed = 0  # aligned samples pushed (the inner separator's output samples)
         self._received = 0
 
     def process_into(self, block: np.ndarray, out: np.ndarray) -> None:
@@ -256,25 +260,26 @@ class WienerFilter(Stream):
         self.inner.process_into(block, self._stem_block[:, :n])
         self._mix_in[0, :n] = block
         kernels.delay_mix(self._mix_ring, self._received, self._mix_in, n,
-                          self.inner.latency_samples, 1.0, False, self._mix_aligned)
-        done = 0
+                          self._inner_latency, 1.0, False, self._mix_aligned)
+        # Aligned sample k (the inner separator's k-th output and the input k samples ago
+        # minus its latency) arrives with input sample k; a frame ends at every hop.
+        hop, done = self.hop, 0
         while done < n:
-            take = min(self.hop - self._fill, n - done)
-            stage(self._staging, self._fill, self._mix_aligned, self._stem_block, done, take)
-            self._fill += take
+            fill = (self._received + done) % hop
+            take = min(hop - fill, n - done)
+            stage(self._hist, self.n_fft - hop + fill, self._mix_aligned, self._stem_block,
+                  done, take)
             done += take
-            self._pushed += take
-            if self._fill == self.hop:
-                self._frame()
-                self._fill = 0
+            if fill + take == hop:
+                self._frame(self._received + done)
         kernels.emit(self._ola, self._received - self.n_fft, out, n)
         self._received += n
 
-    def _frame(self) -> None:
-        """The STFT frame of the last n_fft aligned samples: filter it, overlap-add it."""
-        slide(self._hist, self._staging, self._analysis, self._windowed)
+    def _frame(self, end: int) -> None:
+        """The STFT frame of aligned samples end - n_fft .. end - 1: filter, overlap-add."""
+        window_and_slide(self._hist, self.hop, self._analysis, self._windowed)
         np.fft.rfft(self._windowed, axis=-1, out=self._spec)
         wiener_frame(self._spec, self._cov, self._power, self._decay, REGULARISATION,
                      self._cxx, self._inv, self._v, self._est)
         np.fft.irfft(self._est, n=self.n_fft, axis=-1, out=self._frames)
-        overlap_add(self._frames, self._synthesis, self._pushed - self.n_fft, self._ola)
+        overlap_add(self._frames, self._synthesis, end - self.n_fft, self._ola)

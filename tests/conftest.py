@@ -165,6 +165,23 @@ def allocations_of(run: Callable[[], None]) -> tuple[int, int, list[tuple[str, i
     return retained, peak - base, where
 
 
+def block_allocations(sep: object, signal: np.ndarray, block: int, warmup: int
+                      ) -> tuple[int, int, list[tuple[str, int, int, str]]]:
+    """``allocations_of`` feeding ``signal`` to a prepared separator's ``process_into`` in
+    blocks of ``block`` frames, after ``warmup`` blocks outside the trace."""
+    out = np.zeros((len(sep.stems), block, signal.shape[1]), np.float32)
+    blocks = [np.ascontiguousarray(signal[i:i + block])
+              for i in range(0, len(signal) - block, block)]
+    for b in blocks[:warmup]:
+        sep.process_into(b, out)
+
+    def run() -> None:
+        for b in blocks[warmup:]:
+            sep.process_into(b, out)
+
+    return allocations_of(run)
+
+
 def rtsep_growth(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot
                  ) -> tuple[int, list[tuple[str, int, int, str]]]:
     """Bytes retained between two snapshots of one trace session (``tracemalloc.start(32)``)

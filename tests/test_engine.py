@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import allocations_of, make_model, music
+from conftest import block_allocations, make_model, music
 
 from rtsep.engine import Separator
 from rtsep.errors import ConfigError
@@ -128,17 +128,7 @@ def test_process_into_allocates_nothing(either_model: Path, signal: np.ndarray) 
     block = 1024
     signal = np.tile(signal, (4, 1))
     sep = Separator.load(either_model).prepare(44100, block, 2)
-    out = np.zeros((2, block, 2), np.float32)
-    blocks = [np.ascontiguousarray(signal[i:i + block])
-              for i in range(0, len(signal) - block, block)]
-    for b in blocks[:3]:  # warm-up
-        sep.process_into(b, out)
-
-    def run() -> None:
-        for b in blocks[3:]:
-            sep.process_into(b, out)
-
-    retained, peak, where = allocations_of(run)
+    retained, peak, where = block_allocations(sep, signal, block, warmup=3)
     # No buffer is allocated per block: nothing grows with the number of blocks (a counter's
     # new int object is all that stays), and the transient peak (argument boxing, tensor view
     # objects: a few hundred bytes) stays far below one block of float32 output

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import allocations_of, build_and_convert, music
+from conftest import block_allocations, build_and_convert, music
 
 from rtsep import metrics
 from rtsep.engine import Separator, Stream, load
@@ -119,16 +119,7 @@ def test_process_into_allocates_nothing() -> None:
     x = music(1.5, channels=2, seed=4)
     est = np.stack([0.5 * x, 0.5 * x])
     filt = WienerFilter(GivenStems(est), n_fft=1024).prepare(44100, 512, 2)
-    out = np.zeros((2, 512, 2), np.float32)
-    blocks = [np.ascontiguousarray(x[i:i + 512]) for i in range(0, len(x) - 512, 512)]
-    for b in blocks[:4]:
-        filt.process_into(b, out)
-
-    def run() -> None:
-        for b in blocks[4:]:
-            filt.process_into(b, out)
-
-    retained, peak, where = allocations_of(run)
+    retained, peak, where = block_allocations(filt, x, 512, warmup=4)
     assert retained <= 512, f"retained {retained} bytes at {where}"
     # Transient: views, scalars and numpy's FFT bookkeeping (its float32 FFT would convert a
     # copy: 100 KB here), far below one frame of spectra (3 x 2 x 513 x 16 bytes = 49 KB).
